@@ -1,0 +1,3 @@
+"""vaeinpaint: image inpainting with variational autoencoders, as a DVC + MLflow pipeline."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,66 @@
+"""Classical fills, scored on the same masks as the model.
+
+- `corrupted`: the damaged input itself (holes left black): the floor any method must beat.
+- `biharmonic`: scikit-image's `inpaint_biharmonic` (smooth continuation of the border).
+- `telea`: OpenCV's fast marching method (`cv2.inpaint`, `INPAINT_TELEA`, radius 3).
+They depend only on the images and the masks, so the `baselines` stage caches them apart
+from training.
+"""
+
+from __future__ import annotations
+
+import os
+from concurrent.futures import ProcessPoolExecutor
+
+import numpy as np
+
+from vaeinpaint.progress import progress
+
+TELEA_RADIUS = 3
+
+
+def fill(method: str, image: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """Restore one uint8 image (holes: mask == 1) with `method`; float64 result in [0, 1]."""
+    damaged = image.astype(np.float64) / 255.0 * (1 - mask)
+    if method == "corrupted":
+        return damaged
+    if method == "biharmonic":
+        from skimage.restoration import inpaint_biharmonic
+
+        return np.clip(inpaint_biharmonic(damaged, mask.astype(bool)), 0.0, 1.0)
+    if method == "telea":
+        import cv2
+
+        damaged_u8 = (image * (1 - mask)).astype(np.uint8)
+        return cv2.inpaint(damaged_u8, mask.astype(np.uint8), TELEA_RADIUS, cv2.INPAINT_TELEA).astype(np.float64) / 255.0
+    raise ValueError(f"unknown baseline {method!r}")
+
+
+def _fill_chunk(args: tuple[str, np.ndarray, np.ndarray]) -> np.ndarray:
+    method, images, masks = args
+    try:
+        import cv2
+
+        cv2.setNumThreads(1)
+    except ImportError:
+        pass
+    return np.stack([fill(method, im, m) for im, m in zip(images, masks)]) if len(images) else np.zeros(images.shape)
+
+
+def fill_all(method: str, images: np.ndarray, masks: np.ndarray, workers: int = 0) -> np.ndarray:
+    """`fill` over a stack [n, s, s], on `workers` processes (0: all cores)."""
+    workers = workers or os.cpu_count() or 1
+    chunks = [(method, images[i : i + 64], masks[i : i + 64]) for i in range(0, len(images), 64)]
+    if workers == 1 or len(chunks) <= 1 or method == "corrupted":
+        parts = [_fill_chunk(c) for c in progress(chunks, desc=method, unit="chunk")]
+    else:
+        with ProcessPoolExecutor(max_workers=workers) as pool:
+            parts = list(progress(pool.map(_fill_chunk, chunks), total=len(chunks), desc=method, unit="chunk"))
+    return np.concatenate(parts) if parts else np.zeros(images.shape)
+
+
+def evenly_spaced(n: int, limit: int) -> np.ndarray:
+    """At most `limit` indices spread evenly over range(n) (a sample that spans every class folder)."""
+    if limit >= n:
+        return np.arange(n)
+    return np.unique(np.linspace(0, n - 1, limit).round().astype(int))

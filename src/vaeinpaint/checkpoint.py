@@ -1,0 +1,50 @@
+"""Checkpoints: saved atomically, loaded with `weights_only=True` (a checkpoint is untrusted input).
+
+A checkpoint is a plain dict of tensors and simple values: `model` and `optimizer`
+state dicts, `scheduler` state, `epoch` (epochs completed), `history` (per-epoch losses),
+`config` (what `build_model` needs: the `model` params and the image size) and
+`fingerprint` (what the training was run on; see `train.fingerprint`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from vaeinpaint.errors import DataError
+from vaeinpaint.files import atomic_path
+from vaeinpaint.model import build_model
+from vaeinpaint.params import ModelParams
+
+
+def save_checkpoint(path: str | Path, state: dict[str, Any]) -> None:
+    with atomic_path(path) as tmp:
+        torch.save(state, tmp)
+
+
+def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
+    path = Path(path)
+    if not path.exists():
+        raise DataError(f"checkpoint: {path} not found (run `dvc repro train` first, or pass --checkpoint)")
+    try:
+        state = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as exc:  # torch raises many types for corrupt or unsafe files
+        raise DataError(f"checkpoint: {path} cannot be loaded safely ({exc.__class__.__name__}: {str(exc).splitlines()[0][:120]})") from None
+    if not isinstance(state, dict) or "model" not in state or "config" not in state:
+        raise DataError(f"checkpoint: {path} is not a vaeinpaint checkpoint (no model or config)")
+    return state
+
+
+def model_config(params: ModelParams, size: int) -> dict[str, Any]:
+    return {"model": dataclasses.asdict(params), "size": size}
+
+
+def model_from_checkpoint(state: dict[str, Any], device: str | torch.device = "cpu") -> tuple[torch.nn.Module, int]:
+    """(model in eval mode on `device`, image size it was trained at)."""
+    config = state["config"]
+    model = build_model(ModelParams(**config["model"]))
+    model.load_state_dict(state["model"])
+    return model.to(device).eval(), int(config["size"])

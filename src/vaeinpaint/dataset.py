@@ -1,0 +1,77 @@
+"""Reading and writing the pipeline's data artifacts (the formats live here, once).
+
+- prepared: `images.npy` (uint8 [N, size, size]) + `index.csv` (id, row, path, sha256, label, ...)
+- split: `split.csv` (id, row, subset)
+- masks: `masks.npz` (`train`, `test`: uint8 [n, size, size], 1 = missing) + `boxes.csv`
+Masks are stored in split order: the i-th mask of a subset belongs to its i-th image.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from vaeinpaint import paths
+from vaeinpaint.errors import DataError
+from vaeinpaint.files import save_npy, save_npz, write_csv
+
+
+def _need(path: Path, stage: str) -> Path:
+    if not Path(path).exists():
+        raise DataError(f"{path}: missing (run `dvc repro {stage}` first)")
+    return Path(path)
+
+
+def write_prepared(images: np.ndarray, index: pd.DataFrame, folder: Path = paths.PREPARED_DIR) -> None:
+    save_npy(folder / paths.IMAGES.name, images)
+    write_csv(folder / paths.INDEX.name, index)
+
+
+def read_images(path: Path = paths.IMAGES) -> np.ndarray:
+    """The prepared images, memory-mapped (nothing is read until used)."""
+    return np.load(_need(path, "prepare"), mmap_mode="r")
+
+
+def read_index(path: Path = paths.INDEX) -> pd.DataFrame:
+    return pd.read_csv(_need(path, "prepare"), dtype={"id": str, "sha256": str, "label": str}, keep_default_na=False)
+
+
+def read_split(path: Path = paths.SPLIT) -> pd.DataFrame:
+    return pd.read_csv(_need(path, "split"), dtype={"id": str, "subset": str})
+
+
+def read_masks(path: Path = paths.MASKS) -> dict[str, np.ndarray]:
+    with np.load(_need(path, "occlude")) as data:
+        return {name: data[name] for name in data.files}
+
+
+def write_masks(masks: dict[str, np.ndarray], boxes: pd.DataFrame, folder: Path = paths.MASKS_DIR) -> None:
+    save_npz(folder / paths.MASKS.name, **masks)
+    write_csv(folder / paths.BOXES.name, boxes)
+
+
+@dataclass
+class Subset:
+    """One subset (train or test) in split order: ids, uint8 images and masks."""
+
+    name: str
+    ids: list[str]
+    images: np.ndarray
+    masks: np.ndarray
+
+
+def load_subset(name: str, images: np.ndarray | None = None, split: pd.DataFrame | None = None, masks: dict | None = None) -> Subset:
+    images = read_images() if images is None else images
+    split = read_split() if split is None else split
+    masks = read_masks() if masks is None else masks
+    chosen = split[split["subset"] == name]
+    rows = chosen["row"].to_numpy()
+    if len(rows) and rows.max() >= len(images):
+        raise DataError(f"{paths.SPLIT}: refers to image row {rows.max()} but {paths.IMAGES} has {len(images)} (re-run `dvc repro split`)")
+    subset_masks = masks.get(name, np.zeros((0,) + images.shape[1:], np.uint8))
+    if len(subset_masks) != len(rows):
+        raise DataError(f"{paths.MASKS}: {len(subset_masks)} {name} masks for {len(rows)} {name} images (re-run `dvc repro occlude`)")
+    return Subset(name, chosen["id"].tolist(), np.ascontiguousarray(images[rows]), subset_masks)

@@ -1,0 +1,146 @@
+"""The two VAEs: `inpaint` (default, small and fast) and `paper` (the study's architecture).
+
+Both take the damaged image (holes set to 0) and the mask (1 = missing), and return
+`(output, mu, logvar)`: `output` in [0, 1] with the input's shape, `mu`/`logvar` the
+posterior of the reparameterised latent. With `sample=False` the latent is its mean
+(what evaluation uses, so metrics are deterministic); with a `generator`, sampling is
+reproducible (what `vaeinpaint inpaint --samples K` uses).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from vaeinpaint.params import ModelParams
+
+
+def conv_block(c_in: int, c_out: int, stride: int = 1) -> nn.Sequential:
+    """VGG's unit: 3x3 conv, batch norm, LeakyReLU."""
+    return nn.Sequential(
+        nn.Conv2d(c_in, c_out, 3, stride, 1, bias=False),
+        nn.BatchNorm2d(c_out),
+        nn.LeakyReLU(0.2, inplace=True),
+    )
+
+
+def up_block(c_in: int, c_out: int) -> nn.ConvTranspose2d:
+    """DCGAN's unit: a stride-2 transposed conv. Kernel 3 can hit both odd and even sizes
+    (7 -> 13, 25 -> 50) through `output_size`, which 100 x 100 images need."""
+    return nn.ConvTranspose2d(c_in, c_out, 3, stride=2, padding=1)
+
+
+def reparameterise(mu: torch.Tensor, logvar: torch.Tensor, sample: bool, generator: torch.Generator | None = None) -> torch.Tensor:
+    if not sample:
+        return mu
+    noise = torch.randn(mu.shape, generator=generator, device=mu.device, dtype=mu.dtype)
+    return mu + noise * torch.exp(0.5 * logvar)
+
+
+class InpaintVAE(nn.Module):
+    """A U-Net-shaped VAE for inpainting.
+
+    Encoder: four stages of VGG-style 3x3 conv blocks, each halving the resolution
+    (100 -> 50 -> 25 -> 13 -> 7). The bottleneck is a spatial Gaussian latent
+    (`latent_channels` x 7 x 7). Decoder: DCGAN-style transposed convs back up, each
+    joined by a skip connection from the encoder stage of the same size, so the
+    visible context reaches the output directly while the latent carries what the
+    context cannot explain. Input is the damaged image plus the mask as a channel;
+    the last layer sees both again at full resolution. There are no full-resolution
+    conv blocks: they cost most of the compute on a CPU and bought nothing measurable.
+    """
+
+    def __init__(self, width: int = 32, latent_channels: int = 16):
+        super().__init__()
+        w = width
+        self.enc1 = nn.Sequential(conv_block(2, w, 2), conv_block(w, w))  # 1/2
+        self.enc2 = nn.Sequential(conv_block(w, 2 * w, 2), conv_block(2 * w, 2 * w))  # 1/4
+        self.enc3 = nn.Sequential(conv_block(2 * w, 4 * w, 2), conv_block(4 * w, 4 * w))  # 1/8
+        self.enc4 = nn.Sequential(conv_block(4 * w, 8 * w, 2), conv_block(8 * w, 8 * w))  # 1/16
+        self.to_latent = nn.Conv2d(8 * w, 2 * latent_channels, 1)
+        self.from_latent = nn.Sequential(nn.Conv2d(latent_channels, 8 * w, 1), nn.LeakyReLU(0.2, inplace=True))
+        self.up3, self.dec3 = up_block(8 * w, 4 * w), conv_block(8 * w, 4 * w)
+        self.up2, self.dec2 = up_block(4 * w, 2 * w), conv_block(4 * w, 2 * w)
+        self.up1, self.dec1 = up_block(2 * w, w), conv_block(2 * w, w)
+        self.up0 = up_block(w, max(w // 2, 1))
+        self.head = nn.Conv2d(max(w // 2, 1) + 2, 1, 3, padding=1)
+
+    def forward(self, damaged: torch.Tensor, mask: torch.Tensor, sample: bool = True, generator: torch.Generator | None = None):
+        x = torch.cat([damaged, mask], dim=1)
+        h1 = self.enc1(x)
+        h2 = self.enc2(h1)
+        h3 = self.enc3(h2)
+        h4 = self.enc4(h3)
+        mu, logvar = self.to_latent(h4).chunk(2, dim=1)
+        logvar = logvar.clamp(-30.0, 20.0)
+        y = self.from_latent(reparameterise(mu, logvar, sample, generator))
+        y = self.dec3(torch.cat([self.up3(y, output_size=h3.shape[-2:]), h3], dim=1))
+        y = self.dec2(torch.cat([self.up2(y, output_size=h2.shape[-2:]), h2], dim=1))
+        y = self.dec1(torch.cat([self.up1(y, output_size=h1.shape[-2:]), h1], dim=1))
+        y = self.up0(y, output_size=x.shape[-2:])
+        out = torch.sigmoid(self.head(torch.cat([y, x], dim=1)))
+        return out, mu, logvar
+
+
+class PaperVAE(nn.Module):
+    """The study's architecture, as published, for comparison.
+
+    Encoder modelled on VGG16: its 13 3x3 conv layers in five blocks (64, 128, 256,
+    512, 512 channels; batch norm, LeakyReLU, max-pooling), then a 3x3 conv to 1024
+    channels at 4 x 4, flattened to 16384; fully connected 16384 -> `fc_width` (8000)
+    -> mean and log-variance of a `latent_dim` (1500) vector. Decoder modelled on
+    DCGAN: fully connected `latent_dim` -> `fc_width` -> 16384, reshaped to 1024 x 4 x 4,
+    then transposed convs with batch norm and ReLU up to 100 x 100 and a sigmoid.
+    It sees the damaged image only, as the study's model did.
+    """
+
+    VGG16_BLOCKS = ((64, 64), (128, 128), (256, 256, 256), (512, 512, 512), (512, 512, 512))
+    SIZES = (100, 50, 25, 13, 7, 4)  # spatial size before each pooling, then after the last
+
+    def __init__(self, fc_width: int = 8000, latent_dim: int = 1500):
+        super().__init__()
+        layers: list[nn.Module] = []
+        c_in = 1
+        for block in self.VGG16_BLOCKS:
+            for c_out in block:
+                layers.append(conv_block(c_in, c_out))
+                c_in = c_out
+            layers.append(nn.MaxPool2d(2, ceil_mode=True))
+        layers.append(conv_block(512, 1024))
+        self.features = nn.Sequential(*layers)
+        flat = 1024 * 4 * 4
+        self.fc = nn.Sequential(nn.Linear(flat, fc_width), nn.LeakyReLU(0.2, inplace=True))
+        self.fc_mu = nn.Linear(fc_width, latent_dim)
+        self.fc_logvar = nn.Linear(fc_width, latent_dim)
+        self.fc_dec = nn.Sequential(
+            nn.Linear(latent_dim, fc_width), nn.ReLU(inplace=True), nn.Linear(fc_width, flat), nn.ReLU(inplace=True)
+        )
+        channels = (1024, 512, 256, 128, 64)
+        self.ups = nn.ModuleList(up_block(a, b) for a, b in zip(channels[:-1], channels[1:]))
+        self.norms = nn.ModuleList(nn.BatchNorm2d(c) for c in channels[1:])
+        self.last = up_block(64, 1)
+
+    def forward(self, damaged: torch.Tensor, mask: torch.Tensor, sample: bool = True, generator: torch.Generator | None = None):
+        h = self.fc(self.features(damaged).flatten(1))
+        mu, logvar = self.fc_mu(h), self.fc_logvar(h).clamp(-30.0, 20.0)
+        y = self.fc_dec(reparameterise(mu, logvar, sample, generator)).view(-1, 1024, 4, 4)
+        sizes = self.SIZES[::-1][1:]  # 7, 13, 25, 50, 100
+        for up, norm, size in zip(self.ups, self.norms, sizes):
+            y = F.relu(norm(up(y, output_size=(size, size))), inplace=True)
+        return torch.sigmoid(self.last(y, output_size=damaged.shape[-2:])), mu, logvar
+
+
+def build_model(params: ModelParams) -> nn.Module:
+    if params.arch == "paper":
+        return PaperVAE(fc_width=params.fc_width, latent_dim=params.latent_dim)
+    return InpaintVAE(width=params.width, latent_channels=params.latent_channels)
+
+
+def count_parameters(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+def kl_divergence(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
+    """KL(q(z|x) || N(0, I)) per example, summed over the latent's dimensions."""
+    return 0.5 * (mu.pow(2) + logvar.exp() - 1.0 - logvar).flatten(1).sum(1)

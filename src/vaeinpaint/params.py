@@ -1,0 +1,339 @@
+"""params.yaml, parsed and validated in one place.
+
+Every stage calls `load_params()` before doing any work, so a bad value fails
+fast with one line naming the param (`occlusion.ratio: must be in (0, 1), got 1.5`)
+and nothing is written. Checks that need the data (split sizes against the number
+of images) live here too, as functions the stages call with what they know.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from vaeinpaint.errors import ParamError
+
+SOURCES = ("builtin", "folder", "url", "ffhq", "animals10")
+FFHQ_VARIANTS = ("thumbnails128", "images1024")
+FITS = ("stretch", "center-crop")
+RATIO_OF = ("area", "side")
+ARCHS = ("inpaint", "paper")
+DEVICES = ("auto", "cpu", "cuda")
+TRAIN_MASKS = ("random", "fixed")
+BASELINES = ("corrupted", "biharmonic", "telea")
+
+
+@dataclass(frozen=True)
+class DataParams:
+    source: str = "builtin"
+    path: str = ""  # folder source; local archive or folder for ffhq / animals10
+    url: str = ""  # url source, or a mirror for ffhq
+    sha256: str = ""
+    variant: str = "thumbnails128"  # ffhq only
+    limit: int = 0  # 0: no cap
+    builtin_count: int = 800
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class PrepareParams:
+    size: int = 100
+    fit: str = "stretch"
+    workers: int = 0  # 0: all cores
+
+
+@dataclass(frozen=True)
+class SplitParams:
+    train: float = 0.9  # a fraction (< 1) or a count (>= 1)
+    test: float = 0.1
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class OcclusionParams:
+    ratio: float = 0.2
+    count: int = 1
+    ratio_of: str = "area"
+    overlap: bool = False
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class ModelParams:
+    arch: str = "inpaint"
+    width: int = 32  # inpaint: channels of the first block
+    latent_channels: int = 16  # inpaint: channels of the spatial latent
+    fc_width: int = 8000  # paper: width of the fully connected layers
+    latent_dim: int = 1500  # paper: size of the latent vector
+
+
+@dataclass(frozen=True)
+class TrainParams:
+    device: str = "auto"
+    epochs: int = 20
+    batch_size: int = 64
+    lr: float = 2e-3
+    weight_decay: float = 0.0
+    kl_weight: float = 1e-3
+    hole_weight: float = 6.0
+    ssim_weight: float = 0.0
+    masks: str = "random"
+    val_fraction: float = 0.05
+    seed: int = 0
+    max_minutes: float = 0.0  # 0: no time budget
+    gpus: int = 1
+    compile: bool = False
+
+
+@dataclass(frozen=True)
+class BaselinesParams:
+    methods: tuple[str, ...] = BASELINES
+    train_limit: int = 500  # biharmonic is slow: score at most this many train images
+    workers: int = 0
+
+
+@dataclass(frozen=True)
+class EvaluateParams:
+    batch_size: int = 256
+    grid_images: int = 8
+
+
+@dataclass(frozen=True)
+class Params:
+    data: DataParams = field(default_factory=DataParams)
+    prepare: PrepareParams = field(default_factory=PrepareParams)
+    split: SplitParams = field(default_factory=SplitParams)
+    occlusion: OcclusionParams = field(default_factory=OcclusionParams)
+    model: ModelParams = field(default_factory=ModelParams)
+    train: TrainParams = field(default_factory=TrainParams)
+    baselines: BaselinesParams = field(default_factory=BaselinesParams)
+    evaluate: EvaluateParams = field(default_factory=EvaluateParams)
+
+    def flat(self) -> dict[str, Any]:
+        """Every param as `block.name` -> value (what MLflow logs)."""
+        return flatten(dataclasses.asdict(self))
+
+
+def flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    flat: dict[str, Any] = {}
+    for key, value in tree.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict):
+            flat.update(flatten(value, name + "."))
+        elif isinstance(value, (list, tuple)):
+            flat[name] = ",".join(str(v) for v in value)
+        else:
+            flat[name] = value
+    return flat
+
+
+def load_params(path: str | Path = "params.yaml", *, check_paths: bool = True, base: Path | None = None) -> Params:
+    """Read params.yaml, fill defaults, validate; raise ParamError on the first problem.
+
+    Relative paths in it (`data.path`) are taken from `base`, by default the project root
+    (not the working directory, which for a queued experiment is a temporary copy)."""
+    from vaeinpaint.paths import project_root
+
+    path = Path(path)
+    try:
+        raw = yaml.safe_load(path.read_text()) or {}
+    except FileNotFoundError:
+        raise ParamError(f"{path}: params file not found") from None
+    except yaml.YAMLError as exc:
+        raise ParamError(f"{path}: not valid YAML ({exc.__class__.__name__})") from None
+    if not isinstance(raw, dict):
+        raise ParamError(f"{path}: expected a mapping of param blocks")
+    params = from_dict(raw)
+    validate(params, check_paths=check_paths, base=project_root() if base is None else base)
+    return params
+
+
+def from_dict(raw: dict[str, Any]) -> Params:
+    blocks = {}
+    for f in dataclasses.fields(Params):
+        block_raw = raw.get(f.name) or {}
+        if not isinstance(block_raw, dict):
+            raise ParamError(f"{f.name}: expected a mapping, got {block_raw!r}")
+        blocks[f.name] = _build(f.name, f.default_factory, block_raw)  # type: ignore[arg-type]
+    return Params(**blocks)
+
+
+def _build(block: str, cls: type, raw: dict[str, Any]) -> Any:
+    known = {f.name: f for f in dataclasses.fields(cls)}
+    for key in raw:
+        if key not in known:
+            raise ParamError(f"{block}.{key}: unknown param (known: {', '.join(known)})")
+    values = {}
+    defaults = cls()
+    for name in known:
+        default = getattr(defaults, name)
+        value = raw.get(name, default)
+        values[name] = _coerce(f"{block}.{name}", value, default)
+    return cls(**values)
+
+
+def _coerce(name: str, value: Any, default: Any) -> Any:
+    """Coerce `value` to the type of `default`; YAML gives us ints, floats, strings."""
+    if value is None:
+        value = default
+    if isinstance(default, bool):
+        if isinstance(value, bool):
+            return value
+        raise ParamError(f"{name}: expected true or false, got {value!r}")
+    if isinstance(default, int):
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or value != int(value):
+            raise ParamError(f"{name}: expected an integer, got {value!r}")
+        return int(value)
+    if isinstance(default, float):
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ParamError(f"{name}: expected a number, got {value!r}")
+        if not math.isfinite(value):
+            raise ParamError(f"{name}: expected a finite number, got {value!r}")
+        return float(value)
+    if isinstance(default, tuple):
+        if isinstance(value, str):
+            value = [v.strip() for v in value.split(",") if v.strip()]
+        if not isinstance(value, (list, tuple)):
+            raise ParamError(f"{name}: expected a list, got {value!r}")
+        return tuple(str(v) for v in value)
+    if isinstance(default, str):
+        if not isinstance(value, (str, int, float)) or isinstance(value, bool):
+            raise ParamError(f"{name}: expected a string, got {value!r}")
+        return str(value)
+    raise AssertionError(f"unhandled param type for {name}")
+
+
+def _one_of(name: str, value: str, allowed: tuple[str, ...]) -> None:
+    if value not in allowed:
+        raise ParamError(f"{name}: unknown value {value!r} (expected one of: {', '.join(allowed)})")
+
+
+def _positive(name: str, value: float) -> None:
+    if value <= 0:
+        raise ParamError(f"{name}: must be > 0, got {value}")
+
+
+def _non_negative(name: str, value: float) -> None:
+    if value < 0:
+        raise ParamError(f"{name}: must be >= 0, got {value}")
+
+
+def validate(p: Params, *, check_paths: bool = True, base: Path = Path(".")) -> None:
+    d = p.data
+    _one_of("data.source", d.source, SOURCES)
+    _one_of("data.variant", d.variant, FFHQ_VARIANTS)
+    _non_negative("data.limit", d.limit)
+    _positive("data.builtin_count", d.builtin_count)
+    if d.source == "folder" and not d.path:
+        raise ParamError("data.path: required when data.source is 'folder'")
+    if d.source == "url":
+        if not d.url:
+            raise ParamError("data.url: required when data.source is 'url'")
+        if not d.sha256:
+            raise ParamError("data.sha256: required when data.source is 'url' (an unverified download is not reproducible)")
+    if d.sha256 and (len(d.sha256) != 64 or any(c not in "0123456789abcdefABCDEF" for c in d.sha256)):
+        raise ParamError(f"data.sha256: expected 64 hex digits, got {d.sha256!r}")
+    if check_paths and d.path and d.source in ("folder", "ffhq", "animals10"):
+        path = Path(d.path).expanduser()
+        if not path.is_absolute():
+            path = base / path
+        if not path.exists():
+            raise ParamError(f"data.path: {d.path} does not exist")
+        if d.source == "folder" and not path.is_dir():
+            raise ParamError(f"data.path: {d.path} is not a folder")
+
+    _one_of("prepare.fit", p.prepare.fit, FITS)
+    if not 8 <= p.prepare.size <= 1024:
+        raise ParamError(f"prepare.size: must be between 8 and 1024 pixels, got {p.prepare.size}")
+    _non_negative("prepare.workers", p.prepare.workers)
+
+    s = p.split
+    for name, value in (("split.train", s.train), ("split.test", s.test)):
+        _positive(name, value)
+        if value >= 1 and value != int(value):
+            raise ParamError(f"{name}: a count must be a whole number, got {value}")
+    if (s.train < 1) != (s.test < 1):
+        raise ParamError(f"split.train/split.test: give both as fractions or both as counts, got {s.train} and {s.test}")
+    if s.train < 1 and s.train + s.test > 1 + 1e-9:
+        raise ParamError(f"split.train + split.test: fractions add up to {s.train + s.test:g} > 1")
+
+    o = p.occlusion
+    _one_of("occlusion.ratio_of", o.ratio_of, RATIO_OF)
+    if not 0 < o.ratio < 1:
+        raise ParamError(f"occlusion.ratio: must be in (0, 1), got {o.ratio}")
+    if o.count < 1:
+        raise ParamError(f"occlusion.count: must be >= 1, got {o.count}")
+    side = square_side(p.prepare.size, o.ratio, o.ratio_of)
+    if side < 1:
+        raise ParamError(f"occlusion.ratio: {o.ratio} of the {o.ratio_of} gives an empty square at {p.prepare.size} px")
+    if not o.overlap:
+        fits = (p.prepare.size // side) ** 2
+        if o.count > fits:
+            raise ParamError(
+                f"occlusion.count: {o.count} squares of {side}x{side} px cannot fit without overlap "
+                f"in {p.prepare.size}x{p.prepare.size} px (at most {fits}); lower the count or ratio, or set occlusion.overlap: true"
+            )
+
+    m = p.model
+    _one_of("model.arch", m.arch, ARCHS)
+    for name in ("width", "latent_channels", "fc_width", "latent_dim"):
+        _positive(f"model.{name}", getattr(m, name))
+    if m.arch == "paper" and p.prepare.size != 100:
+        raise ParamError(f"model.arch: 'paper' is defined for 100x100 images, but prepare.size is {p.prepare.size}")
+
+    t = p.train
+    _one_of("train.device", t.device, DEVICES)
+    _one_of("train.masks", t.masks, TRAIN_MASKS)
+    _positive("train.epochs", t.epochs)
+    _positive("train.batch_size", t.batch_size)
+    _positive("train.lr", t.lr)
+    for name in ("weight_decay", "kl_weight", "hole_weight", "ssim_weight", "max_minutes"):
+        _non_negative(f"train.{name}", getattr(t, name))
+    if not 0 <= t.val_fraction < 0.5:
+        raise ParamError(f"train.val_fraction: must be in [0, 0.5), got {t.val_fraction}")
+    if t.gpus < 1:
+        raise ParamError(f"train.gpus: must be >= 1, got {t.gpus}")
+
+    b = p.baselines
+    for method in b.methods:
+        _one_of("baselines.methods", method, BASELINES)
+    _non_negative("baselines.train_limit", b.train_limit)
+    _non_negative("baselines.workers", b.workers)
+
+    _positive("evaluate.batch_size", p.evaluate.batch_size)
+    _non_negative("evaluate.grid_images", p.evaluate.grid_images)
+
+
+def square_side(size: int, ratio: float, ratio_of: str) -> int:
+    """Side in pixels of one occluding square.
+
+    `area`: the square covers `ratio` of the image area (0.2 at 100 px -> 45 px).
+    `side`: its side is `ratio` of the image side, as in the study's published code
+    (0.2 at 100 px -> 20 px, i.e. 4% of the area).
+    """
+    if ratio_of == "area":
+        return int(round(math.sqrt(ratio * size * size)))
+    return int(round(ratio * size))
+
+
+def split_sizes(split: SplitParams, n_images: int) -> tuple[int, int]:
+    """(n_train, n_test) for `n_images`, or ParamError if the data is too small."""
+    if split.train < 1:
+        n_test = int(round(split.test * n_images))
+        n_train = int(round(split.train * n_images))
+        n_train = min(n_train, n_images - n_test)
+    else:
+        n_train, n_test = int(split.train), int(split.test)
+        if n_train + n_test > n_images:
+            raise ParamError(
+                f"split.train + split.test: {n_train} + {n_test} = {n_train + n_test} images asked for, "
+                f"but the prepared data has only {n_images}"
+            )
+    if n_test < 1 or n_train < 1:
+        raise ParamError(f"split.train/split.test: {n_images} images give {n_train} train and {n_test} test; both need at least one")
+    return n_train, n_test

@@ -1,0 +1,52 @@
+"""DVC stage `evaluate`: restore train and test, score them beside the baselines, log to MLflow."""
+
+from pathlib import Path
+
+import pandas as pd
+
+from vaeinpaint import paths, tracking
+from vaeinpaint.checkpoint import load_checkpoint, model_from_checkpoint
+from vaeinpaint.cli import run_stage
+from vaeinpaint.dataset import load_subset, read_images, read_masks, read_split
+from vaeinpaint.evaluate import restore, sample_grid, score_model, summarize
+from vaeinpaint.files import atomic_path, read_json, write_csv, write_json
+from vaeinpaint.params import load_params
+from vaeinpaint.split import SUBSETS
+from vaeinpaint.train import select_device
+
+
+def main(params_file: Path = paths.PARAMS) -> None:
+    params = load_params(params_file)
+    device = select_device(params.train.device)
+    model, _ = model_from_checkpoint(load_checkpoint(paths.CHECKPOINT), device)
+    images, split, masks = read_images(), read_split(), read_masks()
+
+    results, tables, grid = {}, [], None
+    for subset_name in SUBSETS:
+        subset = load_subset(subset_name, images, split, masks)
+        raw = restore(model, subset.images, subset.masks, device, params.evaluate.batch_size)
+        table = score_model(subset.images, subset.masks, raw)
+        results[subset_name] = summarize(table)
+        tables.append(table.assign(id=subset.ids, subset=subset_name))
+        if subset_name == "test" and params.evaluate.grid_images:
+            k = params.evaluate.grid_images  # the first k test images: a fixed set across experiments
+            grid = sample_grid(subset.images[:k], subset.masks[:k], raw[:k])
+    baselines = read_json(paths.BASELINES_METRICS) if paths.BASELINES_METRICS.exists() else {}
+    write_json(paths.EVAL_METRICS, {**results, "baselines": baselines})
+    per_image = pd.concat(tables, ignore_index=True)
+    write_csv(paths.EVAL_PER_IMAGE, per_image[["id", "subset", "ssim", "raw_ssim", "hole_psnr", "hole_l1"]])
+    if grid is not None:
+        with atomic_path(paths.SAMPLES) as tmp:
+            grid.save(tmp, format="PNG")
+
+    run_id = read_json(paths.RUN_INFO).get("run_id", "") if paths.RUN_INFO.exists() else ""
+    run = tracking.resume_run(run_id)
+    run.log_metrics(tracking.flat_metrics({**results, "baselines": baselines}))
+    for artifact in (paths.EVAL_METRICS, paths.EVAL_PER_IMAGE, paths.SAMPLES, paths.PARAMS):
+        if Path(artifact).exists():
+            run.log_artifact(artifact, "evaluate")
+    run.end()
+
+
+if __name__ == "__main__":
+    run_stage(main)
