@@ -5,6 +5,7 @@ from pathlib import Path
 import pandas as pd
 
 from vaeinpaint import paths, tracking
+from vaeinpaint.baselines import evenly_spaced
 from vaeinpaint.checkpoint import load_checkpoint, model_from_checkpoint
 from vaeinpaint.cli import run_stage
 from vaeinpaint.dataset import load_subset, read_images, read_masks, read_split
@@ -29,8 +30,9 @@ def main(params_file: Path = paths.PARAMS) -> None:
         results[subset_name] = summarize(table)
         tables.append(table.assign(id=subset.ids, subset=subset_name))
         if subset_name == "test" and params.evaluate.grid_images:
-            k = params.evaluate.grid_images  # the first k test images: a fixed set across experiments
-            grid = sample_grid(subset.images[:k], subset.masks[:k], raw[:k])
+            # The same test images in every experiment, spread over the set (and its classes).
+            chosen = evenly_spaced(len(subset.ids), params.evaluate.grid_images)
+            grid = sample_grid(subset.images[chosen], subset.masks[chosen], raw[chosen])
     baselines = read_json(paths.BASELINES_METRICS) if paths.BASELINES_METRICS.exists() else {}
     write_json(paths.EVAL_METRICS, {**results, "baselines": baselines})
     per_image = pd.concat(tables, ignore_index=True)
