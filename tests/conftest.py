@@ -1,0 +1,66 @@
+"""Shared fixtures: tiny synthetic data, so unit tests run in seconds on a CPU."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from vaeinpaint.params import Params, from_dict
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(autouse=True)
+def _quiet(monkeypatch):
+    """No progress bars, no tracking unless a test turns it on, a CPU-only torch."""
+    monkeypatch.setenv("VAEINPAINT_PROGRESS", "0")
+    monkeypatch.setenv("VAEINPAINT_TRACKING", "0")
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    monkeypatch.delenv("DVC_ROOT", raising=False)
+    monkeypatch.delenv("DVC_EXP_NAME", raising=False)
+
+
+def tiny_params(**blocks) -> Params:
+    """Defaults shrunk for tests; `blocks` override per block, e.g. train={"epochs": 2}."""
+    raw = {
+        "prepare": {"size": 32},
+        "model": {"width": 8, "latent_channels": 4},
+        "train": {"epochs": 2, "batch_size": 8, "device": "cpu", "val_fraction": 0.1},
+    }
+    for block, values in blocks.items():
+        raw.setdefault(block, {}).update(values)
+    return from_dict(raw)
+
+
+def synthetic_images(n: int, size: int, seed: int = 0) -> np.ndarray:
+    """Smooth random images (gradients plus a blob): structure a model can learn fast."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:size, 0:size] / size
+    images = []
+    for _ in range(n):
+        a, b, c = rng.uniform(-1, 1, 3)
+        cx, cy, r = rng.uniform(0.2, 0.8, 2).tolist() + [rng.uniform(0.1, 0.3)]
+        image = 0.5 + 0.25 * (a * xx + b * yy) + c * 0.3 * np.exp(-((xx - cx) ** 2 + (yy - cy) ** 2) / r**2)
+        images.append(np.clip(image, 0, 1))
+    return np.rint(np.stack(images) * 255).astype(np.uint8)
+
+
+@pytest.fixture
+def project_dir(tmp_path, monkeypatch) -> Path:
+    """An empty project folder as the working directory and project root."""
+    (tmp_path / "dvc.yaml").write_text("stages: {}\n")
+    monkeypatch.chdir(tmp_path)
+    return tmp_path
+
+
+def run_env(**extra: str) -> dict[str, str]:
+    """Environment for subprocesses: this interpreter's bin folder first on PATH (so `dvc`
+    and the `python` in dvc.yaml's commands are this virtualenv's), no DVC or MLflow state."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("DVC_", "MLFLOW_"))}
+    env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
+    env.update({"VAEINPAINT_PROGRESS": "0", "PYTHONUNBUFFERED": "1"}, **extra)
+    return env

@@ -1,0 +1,124 @@
+"""End to end: the real dvc.yaml and stages, on a tiny configuration, in a temporary git repo."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+
+import pytest
+import yaml
+
+from conftest import ROOT, run_env
+
+pytestmark = pytest.mark.slow
+
+TINY = {
+    "data": {"builtin_count": 48},
+    "prepare": {"size": 48},
+    "split": {"train": 0.75, "test": 0.25},
+    "model": {"width": 8, "latent_channels": 4},
+    "train": {"epochs": 2, "batch_size": 16},
+    "baselines": {"train_limit": 12},
+    "evaluate": {"grid_images": 4},
+}
+
+
+def sh(*args: str, cwd, check: bool = True) -> subprocess.CompletedProcess:
+    out = subprocess.run(list(args), cwd=cwd, env=run_env(VAEINPAINT_TRACKING="1"), capture_output=True, text=True)
+    if check and out.returncode != 0:
+        raise AssertionError(f"{' '.join(args)} failed ({out.returncode}):\n{out.stdout[-3000:]}\n{out.stderr[-3000:]}")
+    return out
+
+
+def stages_run(output: str) -> set[str]:
+    return set(re.findall(r"Running stage '([\w-]+)'", output))
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory):
+    """A copy of the project (code, dvc.yaml, params.yaml with TINY applied) as a fresh git + DVC repo."""
+    root = tmp_path_factory.mktemp("project")
+    for name in ("dvc.yaml", "params.yaml", ".gitignore", "pyproject.toml"):
+        shutil.copy(ROOT / name, root / name)
+    for folder in ("stages", "src"):
+        shutil.copytree(ROOT / folder, root / folder, ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
+    params = yaml.safe_load((root / "params.yaml").read_text())
+    for block, values in TINY.items():
+        params[block].update(values)
+    (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    sh("git", "init", "-q", cwd=root)
+    sh("git", "config", "user.email", "test@example.com", cwd=root)
+    sh("git", "config", "user.name", "test", cwd=root)
+    sh("dvc", "init", "-q", cwd=root)
+    sh("git", "add", "-A", cwd=root)
+    sh("git", "commit", "-qm", "tiny project", cwd=root)
+    return root
+
+
+@pytest.fixture(scope="module")
+def repro(project):
+    return sh("dvc", "repro", cwd=project)
+
+
+def test_repro_runs_every_stage_and_writes_metrics(project, repro):
+    assert stages_run(repro.stdout) == {"download", "prepare", "split", "occlude", "baselines", "train", "evaluate"}
+    results = json.loads((project / "metrics/evaluate.json").read_text())
+    assert results["train"]["n"] == 36 and results["test"]["n"] == 12
+    for subset in ("train", "test"):
+        assert 0 < results[subset]["ssim_mean"] <= 1 and results[subset]["ssim_std"] >= 0
+    assert set(results["baselines"]) == {"corrupted", "biharmonic", "telea"}
+    prepare = json.loads((project / "metrics/prepare.json").read_text())
+    assert prepare["n_images"] == 48 and prepare["n_skipped"] == 0
+    assert (project / "data/eval/samples.png").stat().st_size > 0
+    train = json.loads((project / "metrics/train.json").read_text())
+    assert train["epochs"] == 2
+
+
+def test_repro_logged_one_mlflow_run_at_the_root(project, repro):
+    from mlflow import MlflowClient
+
+    client = MlflowClient(tracking_uri=f"sqlite:///{project}/mlflow.db")
+    experiment = client.get_experiment_by_name("vae-inpainting")
+    runs = client.search_runs([experiment.experiment_id])
+    assert len(runs) == 1
+    run = runs[0]
+    results = json.loads((project / "metrics/evaluate.json").read_text())
+    assert run.data.metrics["test_ssim_mean"] == pytest.approx(results["test"]["ssim_mean"])
+    assert run.data.metrics["train_ssim_std"] == pytest.approx(results["train"]["ssim_std"])
+    assert run.data.params["occlusion.ratio"] == "0.2" and run.data.params["train.epochs"] == "2"
+    assert [m.step for m in client.get_metric_history(run.info.run_id, "train_loss")] == [1, 2]
+    head = sh("git", "rev-parse", "HEAD", cwd=project).stdout.strip()
+    assert run.data.tags["git.commit"] == head
+    assert run.info.status == "FINISHED"
+
+
+def test_nothing_to_do_on_a_second_repro(project, repro):
+    again = sh("dvc", "repro", cwd=project)
+    assert stages_run(again.stdout) == set()
+
+
+def test_exp_run_reruns_only_what_occlusion_touches(project, repro):
+    sh("git", "add", "-A", cwd=project)
+    sh("git", "commit", "-qm", "baseline results", cwd=project)
+    exp = sh("dvc", "exp", "run", "-n", "two-squares", "-S", "occlusion.count=2", cwd=project)
+    assert stages_run(exp.stdout) == {"occlude", "baselines", "train", "evaluate"}
+    show = json.loads(sh("dvc", "exp", "show", "--json", cwd=project).stdout)
+    text = json.dumps(show)
+    assert "two-squares" in text and "ssim_mean" in text
+
+    from mlflow import MlflowClient
+
+    client = MlflowClient(tracking_uri=f"sqlite:///{project}/mlflow.db")
+    experiment = client.get_experiment_by_name("vae-inpainting")
+    runs = client.search_runs([experiment.experiment_id], "tags.`dvc.exp_name` = 'two-squares'")
+    assert len(runs) == 1 and runs[0].data.params["occlusion.count"] == "2"
+
+
+def test_evaluate_only_param_does_not_retrain(project, repro):
+    params = yaml.safe_load((project / "params.yaml").read_text())
+    params["evaluate"]["grid_images"] = 2
+    (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    out = sh("dvc", "repro", cwd=project)
+    assert stages_run(out.stdout) == {"evaluate"}
