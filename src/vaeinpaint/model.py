@@ -51,23 +51,28 @@ class InpaintVAE(nn.Module):
     conv blocks: they cost most of the compute on a CPU and bought nothing measurable.
     """
 
-    def __init__(self, width: int = 32, latent_channels: int = 16):
+    def __init__(self, width: int = 32, latent_channels: int = 16, skips: bool = True, mask_input: bool = True):
         super().__init__()
-        w = width
-        self.enc1 = nn.Sequential(conv_block(2, w, 2), conv_block(w, w))  # 1/2
+        w, self.skips, self.mask_input = width, skips, mask_input
+        c_in = 2 if mask_input else 1
+        s = 1 if skips else 0  # skip connections double the decoder blocks' inputs
+        self.enc1 = nn.Sequential(conv_block(c_in, w, 2), conv_block(w, w))  # 1/2
         self.enc2 = nn.Sequential(conv_block(w, 2 * w, 2), conv_block(2 * w, 2 * w))  # 1/4
         self.enc3 = nn.Sequential(conv_block(2 * w, 4 * w, 2), conv_block(4 * w, 4 * w))  # 1/8
         self.enc4 = nn.Sequential(conv_block(4 * w, 8 * w, 2), conv_block(8 * w, 8 * w))  # 1/16
         self.to_latent = nn.Conv2d(8 * w, 2 * latent_channels, 1)
         self.from_latent = nn.Sequential(nn.Conv2d(latent_channels, 8 * w, 1), nn.LeakyReLU(0.2, inplace=True))
-        self.up3, self.dec3 = up_block(8 * w, 4 * w), conv_block(8 * w, 4 * w)
-        self.up2, self.dec2 = up_block(4 * w, 2 * w), conv_block(4 * w, 2 * w)
-        self.up1, self.dec1 = up_block(2 * w, w), conv_block(2 * w, w)
+        self.up3, self.dec3 = up_block(8 * w, 4 * w), conv_block((4 + 4 * s) * w, 4 * w)
+        self.up2, self.dec2 = up_block(4 * w, 2 * w), conv_block((2 + 2 * s) * w, 2 * w)
+        self.up1, self.dec1 = up_block(2 * w, w), conv_block((1 + s) * w, w)
         self.up0 = up_block(w, max(w // 2, 1))
-        self.head = nn.Conv2d(max(w // 2, 1) + 2, 1, 3, padding=1)
+        self.head = nn.Conv2d(max(w // 2, 1) + c_in * s, 1, 3, padding=1)
+
+    def _join(self, up: torch.Tensor, skip: torch.Tensor) -> torch.Tensor:
+        return torch.cat([up, skip], dim=1) if self.skips else up
 
     def forward(self, damaged: torch.Tensor, mask: torch.Tensor, sample: bool = True, generator: torch.Generator | None = None):
-        x = torch.cat([damaged, mask], dim=1)
+        x = torch.cat([damaged, mask], dim=1) if self.mask_input else damaged
         h1 = self.enc1(x)
         h2 = self.enc2(h1)
         h3 = self.enc3(h2)
@@ -75,11 +80,11 @@ class InpaintVAE(nn.Module):
         mu, logvar = self.to_latent(h4).chunk(2, dim=1)
         logvar = logvar.clamp(-30.0, 20.0)
         y = self.from_latent(reparameterise(mu, logvar, sample, generator))
-        y = self.dec3(torch.cat([self.up3(y, output_size=h3.shape[-2:]), h3], dim=1))
-        y = self.dec2(torch.cat([self.up2(y, output_size=h2.shape[-2:]), h2], dim=1))
-        y = self.dec1(torch.cat([self.up1(y, output_size=h1.shape[-2:]), h1], dim=1))
+        y = self.dec3(self._join(self.up3(y, output_size=h3.shape[-2:]), h3))
+        y = self.dec2(self._join(self.up2(y, output_size=h2.shape[-2:]), h2))
+        y = self.dec1(self._join(self.up1(y, output_size=h1.shape[-2:]), h1))
         y = self.up0(y, output_size=x.shape[-2:])
-        out = torch.sigmoid(self.head(torch.cat([y, x], dim=1)))
+        out = torch.sigmoid(self.head(self._join(y, x)))
         return out, mu, logvar
 
 
@@ -134,7 +139,7 @@ class PaperVAE(nn.Module):
 def build_model(params: ModelParams) -> nn.Module:
     if params.arch == "paper":
         return PaperVAE(fc_width=params.fc_width, latent_dim=params.latent_dim)
-    return InpaintVAE(width=params.width, latent_channels=params.latent_channels)
+    return InpaintVAE(params.width, params.latent_channels, skips=params.skips, mask_input=params.mask_input)
 
 
 def count_parameters(model: nn.Module) -> int:

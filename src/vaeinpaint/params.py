@@ -20,6 +20,7 @@ from vaeinpaint.errors import ParamError
 
 SOURCES = ("builtin", "folder", "url", "ffhq", "animals10")
 FFHQ_VARIANTS = ("thumbnails128", "images1024")
+URL_SCHEMES = ("http", "https", "file")
 FITS = ("stretch", "center-crop")
 RATIO_OF = ("area", "side")
 ARCHS = ("inpaint", "paper")
@@ -32,10 +33,10 @@ BASELINES = ("corrupted", "biharmonic", "telea")
 class DataParams:
     source: str = "builtin"
     path: str = ""  # folder source; local archive or folder for ffhq / animals10
-    url: str = ""  # url source, or a mirror for ffhq
-    sha256: str = ""
+    url: str = ""  # url source (http, https, file), or a mirror for ffhq / animals10
+    sha256: str = ""  # required for url; optional (checked when given) for ffhq / animals10
     variant: str = "thumbnails128"  # ffhq only
-    limit: int = 0  # 0: no cap
+    limit: int = 0  # 0: no cap; else this many images, picked by `seed`
     builtin_count: int = 800
     seed: int = 0
 
@@ -68,6 +69,8 @@ class ModelParams:
     arch: str = "inpaint"
     width: int = 32  # inpaint: channels of the first block
     latent_channels: int = 16  # inpaint: channels of the spatial latent
+    skips: bool = True  # inpaint: skip connections from encoder to decoder
+    mask_input: bool = True  # inpaint: the mask as an input channel
     fc_width: int = 8000  # paper: width of the fully connected layers
     latent_dim: int = 1500  # paper: size of the latent vector
 
@@ -223,6 +226,17 @@ def _non_negative(name: str, value: float) -> None:
         raise ParamError(f"{name}: must be >= 0, got {value}")
 
 
+def _check_url(url: str, check_paths: bool) -> None:
+    from urllib.parse import urlparse
+    from urllib.request import url2pathname
+
+    parsed = urlparse(url)
+    if parsed.scheme not in URL_SCHEMES or not (parsed.netloc or parsed.scheme == "file") or not parsed.path:
+        raise ParamError(f"data.url: expected an http://, https:// or file:/// URL of an archive, got {url!r}")
+    if parsed.scheme == "file" and check_paths and not Path(url2pathname(parsed.path)).is_file():
+        raise ParamError(f"data.url: {url} does not exist")
+
+
 def validate(p: Params, *, check_paths: bool = True, base: Path = Path(".")) -> None:
     d = p.data
     _one_of("data.source", d.source, SOURCES)
@@ -238,6 +252,14 @@ def validate(p: Params, *, check_paths: bool = True, base: Path = Path(".")) -> 
             raise ParamError("data.sha256: required when data.source is 'url' (an unverified download is not reproducible)")
     if d.sha256 and (len(d.sha256) != 64 or any(c not in "0123456789abcdefABCDEF" for c in d.sha256)):
         raise ParamError(f"data.sha256: expected 64 hex digits, got {d.sha256!r}")
+    if d.url and d.source in ("url", "ffhq", "animals10"):
+        _check_url(d.url, check_paths)
+    if d.source == "ffhq" and not (d.path or d.url):
+        raise ParamError(
+            "data.path: the ffhq source needs a local copy of FFHQ (thumbnails128x128.zip, images1024x1024.zip or their "
+            "folder) in data.path, or a mirror in data.url: the official Google Drive host is quota-limited and serves "
+            "files one by one (https://github.com/NVlabs/ffhq-dataset)"
+        )
     if check_paths and d.path and d.source in ("folder", "ffhq", "animals10"):
         path = Path(d.path).expanduser()
         if not path.is_absolute():

@@ -127,6 +127,27 @@ def lr_factor(step: int, total: int) -> float:
     return 0.01 + 0.99 * 0.5 * (1.0 + math.cos(math.pi * progress_))
 
 
+def make_optimizer(model: torch.nn.Module, tp: TrainParams, device: torch.device) -> torch.optim.Optimizer:
+    """AdamW; on CUDA the fused kernel (one launch for all parameters)."""
+    return torch.optim.AdamW(model.parameters(), lr=tp.lr, weight_decay=tp.weight_decay, fused=device.type == "cuda")
+
+
+def autocast_for(device: torch.device):
+    """bf16 autocast on CUDA (tensor cores, no loss scaling needed); full fp32 on CPU."""
+    return torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else contextlib.nullcontext()
+
+
+def training_step(model, optimizer, x, m, tp: TrainParams, autocast, generator) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """One optimisation step on images `x` with masks `m`; returns detached (loss, recon, kl)."""
+    with autocast:
+        out, mu, logvar = model(x * (1 - m), m, sample=True, generator=generator)
+    loss, recon, kl = inpainting_loss(out, x, m, mu, logvar, tp)
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    optimizer.step()
+    return loss.detach(), recon, kl
+
+
 @dataclass
 class TrainResult:
     model: torch.nn.Module
@@ -178,8 +199,7 @@ def train_model(
     n_train = len(train_idx)
 
     raw_model = build_model(params.model).to(device).to(memory_format=torch.channels_last)
-    fused = device.type == "cuda"
-    optimizer = torch.optim.AdamW(raw_model.parameters(), lr=tp.lr, weight_decay=tp.weight_decay, fused=fused)
+    optimizer = make_optimizer(raw_model, tp, device)
     per_rank_batch = max(1, min(tp.batch_size // dist.world, n_train // dist.world))
     steps_per_epoch = max(1, (n_train // dist.world) // per_rank_batch)
     total_steps = steps_per_epoch * tp.epochs
@@ -201,9 +221,7 @@ def train_model(
         model = torch.compile(model)
     if dist.world > 1:
         model = torch.nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
-    autocast = (
-        torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else contextlib.nullcontext()
-    )  # fmt: skip
+    autocast = autocast_for(device)
     random_masks = RandomMasks(size, params.occlusion, tp.seed, device)
 
     def batch(idx: torch.Tensor, stored: bool, generator: torch.Generator | None):
@@ -241,17 +259,12 @@ def train_model(
         for step in range(steps_per_epoch):
             idx = order[step * per_rank_batch : (step + 1) * per_rank_batch]
             x, m = batch(idx, tp.masks == "fixed", generator)
-            with autocast:
-                out, mu, logvar = model(x * (1 - m), m, sample=True, generator=generator)
-            loss, recon, kl = inpainting_loss(out, x, m, mu, logvar, tp)
-            step_losses[step] = loss.detach()
+            loss, recon, kl = training_step(model, optimizer, x, m, tp, autocast, generator)
+            scheduler.step()
+            step_losses[step] = loss
             if (step + 1) % 50 == 0 or step + 1 == steps_per_epoch:  # one host sync per 50 steps
                 check_finite(step_losses[: step + 1], epoch)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            scheduler.step()
-            sums += torch.stack([loss.detach(), recon, kl])
+            sums += torch.stack([loss, recon, kl])
         means = (sums / steps_per_epoch).tolist()
         seen += steps_per_epoch * per_rank_batch * dist.world
         record = {"epoch": epoch + 1, "train_loss": means[0], "train_recon": means[1], "train_kl": means[2]}
@@ -345,9 +358,12 @@ def init_distributed(device_name: str) -> Distributed:
         return Distributed()
     import torch.distributed as tdist
 
-    backend = "nccl" if select_device(device_name).type == "cuda" else "gloo"
-    tdist.init_process_group(backend=backend)
-    return Distributed(rank=tdist.get_rank(), world=tdist.get_world_size())
+    cuda = select_device(device_name).type == "cuda"
+    tdist.init_process_group(backend="nccl" if cuda else "gloo")
+    world = tdist.get_world_size()
+    if not cuda:  # processes share the cores instead of each one claiming all of them
+        torch.set_num_threads(max(1, (os.cpu_count() or 1) // world))
+    return Distributed(rank=tdist.get_rank(), world=world)
 
 
 def close_distributed(dist: Distributed) -> None:
