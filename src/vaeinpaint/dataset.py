@@ -36,7 +36,8 @@ def read_images(path: Path = paths.IMAGES) -> np.ndarray:
 
 
 def read_index(path: Path = paths.INDEX) -> pd.DataFrame:
-    return pd.read_csv(_need(path, "prepare"), dtype={"id": str, "sha256": str, "label": str}, keep_default_na=False)
+    text = {"id": str, "path": str, "sha256": str, "label": str, "label_en": str}  # a folder named 1990 stays "1990"
+    return pd.read_csv(_need(path, "prepare"), dtype=text, keep_default_na=False)
 
 
 def read_split(path: Path = paths.SPLIT) -> pd.DataFrame:

@@ -80,9 +80,10 @@ def write_csv(path: str | Path, frame: Any) -> None:
         frame.to_csv(tmp, index=False, lineterminator="\n")
 
 
-def file_md5(path: str | Path) -> str:
-    """MD5 of a file's bytes: the same hash DVC records for it in dvc.lock."""
-    digest = hashlib.md5()
+def file_hash(path: str | Path, algorithm: str = "md5") -> str:
+    """Hex digest of a file's bytes. MD5 is what DVC records in dvc.lock (and what FFHQ
+    publishes per image); SHA-256 is what archives are pinned with."""
+    digest = hashlib.new(algorithm)
     with open(path, "rb") as f:
         for block in iter(lambda: f.read(1 << 20), b""):
             digest.update(block)

@@ -18,7 +18,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from vaeinpaint.files import file_md5
+from vaeinpaint.files import file_hash
 from vaeinpaint.paths import MLFLOW_DB, project_root
 
 EXPERIMENT = "vae-inpainting"
@@ -167,7 +167,7 @@ def run_tags(data_files: Mapping[str, str | Path]) -> dict[str, str]:
     }
     for name, path in data_files.items():
         if Path(path).exists():
-            tags[f"data.{name}.md5"] = file_md5(path)
+            tags[f"data.{name}.md5"] = file_hash(path)
     return {k: v for k, v in tags.items() if v}
 
 

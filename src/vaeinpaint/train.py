@@ -38,7 +38,7 @@ import torch.nn.functional as F
 
 from vaeinpaint.checkpoint import load_checkpoint, model_config, save_checkpoint
 from vaeinpaint.errors import TrainingError
-from vaeinpaint.files import file_md5
+from vaeinpaint.files import file_hash
 from vaeinpaint.masks import RandomMasks
 from vaeinpaint.model import build_model, count_parameters, kl_divergence
 from vaeinpaint.params import Params, TrainParams
@@ -69,7 +69,7 @@ def fingerprint(params: Params, input_files: list[Path]) -> str:
         "size": params.prepare.size,
     }
     relevant["train"].pop("max_minutes")  # a time budget changes when to stop, not what is computed
-    inputs = {str(p): file_md5(p) for p in input_files if p.exists()}
+    inputs = {str(p): file_hash(p) for p in input_files if p.exists()}
     blob = json.dumps([flatten(relevant), inputs], sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()[:20]
 
