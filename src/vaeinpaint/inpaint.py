@@ -1,0 +1,431 @@
+"""Inpaint one photo of any size and mode with a trained checkpoint (`vaeinpaint inpaint`).
+
+The model works at its training size on 8-bit gray, so the photo's gray version is stretched
+to that size (as `prepare.fit: stretch` does), the hole is shrunk so that any model pixel
+partly over it counts as missing, and the model's completion is resized back (bicubic). It
+becomes the photo's luma inside the hole only: colour photos get the hole's chroma from
+OpenCV's Telea inpainting, alpha is left alone, and every pixel outside the hole is written
+back exactly as it was read. Outputs are lossless, and checked to decode to what was meant.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+from PIL import Image, UnidentifiedImageError
+
+from vaeinpaint.baselines import TELEA_RADIUS
+from vaeinpaint.checkpoint import load_checkpoint, model_from_checkpoint
+from vaeinpaint.errors import DataError, ParamError
+from vaeinpaint.files import atomic_path
+from vaeinpaint.images import IMAGE_FORMATS, fit_square, to_gray_u8, upright
+from vaeinpaint.train import select_device
+
+# Output extension -> (PIL format, save options). Only lossless encodings: anything lossy
+# would change the pixels outside the hole, which this command promises to keep.
+LOSSLESS = {
+    ".png": ("PNG", {}),
+    ".tif": ("TIFF", {"compression": "tiff_lzw"}),
+    ".tiff": ("TIFF", {"compression": "tiff_lzw"}),
+    ".bmp": ("BMP", {}),
+    # `exact`: without it libwebp rewrites the colour of fully transparent pixels.
+    ".webp": ("WEBP", {"lossless": True, "exact": True}),
+}
+LOSSY = frozenset({".jpg", ".jpeg", ".jpe", ".jfif", ".avif", ".heic", ".heif", ".jp2", ".gif"})
+
+# Modes the photo is worked on in; others are converted on loading (see `working_mode`).
+GRAY_MODES = ("L", "LA")
+COLOUR_MODES = ("RGB", "RGBA")
+WIDE_MODE = "I;16"  # 16-bit gray
+DEVICES = ("auto", "cpu", "cuda")
+MAX_RESTARTS = 100
+
+
+@dataclass(frozen=True)
+class Photo:
+    image: Image.Image  # upright, in one of GRAY_MODES, COLOUR_MODES or WIDE_MODE
+    icc_profile: bytes | None  # carried to the output, so colour-managed viewers show the same colours
+
+
+@dataclass(frozen=True)
+class Box:
+    x: int
+    y: int
+    w: int
+    h: int
+
+    def __str__(self) -> str:
+        return f"{self.x},{self.y},{self.w},{self.h}"
+
+
+def output_format(path: Path, option: str = "-o") -> tuple[str, dict]:
+    """(PIL format, save options) for an output path, by its extension; lossy ones are refused."""
+    suffix = path.suffix.lower()
+    if suffix in LOSSLESS:
+        return LOSSLESS[suffix]
+    supported = ", ".join(sorted(LOSSLESS))
+    if suffix in LOSSY:
+        raise ParamError(f"{option} {path}: {suffix} is lossy and would change the pixels outside the hole; use one of {supported}")
+    raise ParamError(f"{option} {path}: unknown image extension {suffix or '(none)'}; use one of {supported}")
+
+
+def sample_paths(out: Path, samples: int) -> list[Path]:
+    """`out` for one completion; `stem_1.ext` ... `stem_K.ext` for K of them."""
+    if samples == 1:
+        return [out]
+    return [out.with_name(f"{out.stem}_{k}{out.suffix}") for k in range(1, samples + 1)]
+
+
+def load_photo(path: Path) -> Photo:
+    """The photo, turned upright as its EXIF says, in a working mode."""
+    try:
+        with Image.open(path, formats=IMAGE_FORMATS) as image:
+            image.load()
+            icc = image.info.get("icc_profile")
+            image = upright(image)
+    except FileNotFoundError:
+        raise DataError(f"{path}: not found") from None
+    except UnidentifiedImageError:
+        raise DataError(f"{path}: not an image this command reads ({', '.join(IMAGE_FORMATS)})") from None
+    except Image.DecompressionBombError as exc:
+        raise DataError(f"{path}: too many pixels ({exc})") from None
+    except Exception as exc:  # a malformed file can make PIL raise almost anything (OSError, SyntaxError, ...)
+        raise DataError(f"{path}: cannot be read ({describe(exc)})") from None
+    if image.mode == "CMYK":  # a CMYK profile does not describe the RGB that PIL's conversion makes
+        icc = None
+    return Photo(working_mode(image, path), icc)
+
+
+def describe(exc: Exception) -> str:
+    """An exception as one short line: errors are reported on one line."""
+    lines = str(exc).splitlines()
+    return f"{exc.__class__.__name__}: {lines[0][:120]}" if lines else exc.__class__.__name__
+
+
+def working_mode(image: Image.Image, path: Path) -> Image.Image:
+    """L, LA, RGB, RGBA and 16-bit gray are kept as they are. Others are converted to the
+    mode that holds their pixels unchanged (1 -> L, palette -> RGB or RGBA, big-endian
+    16-bit -> I;16), or, for CMYK and YCbCr JPEGs, to RGB as any viewer shows them."""
+    mode = image.mode
+    if mode in GRAY_MODES + COLOUR_MODES + (WIDE_MODE,):
+        return image
+    if mode.startswith("I;16"):
+        return Image.fromarray(np.asarray(image).astype(np.uint16))
+    if mode == "1":
+        return image.convert("L")
+    if mode in ("P", "PA"):
+        return image.convert("RGBA" if mode == "PA" or "transparency" in image.info else "RGB")
+    if mode in ("CMYK", "YCbCr"):
+        return image.convert("RGB")
+    raise DataError(f"{path}: mode {mode} is not supported (use 8-bit gray, RGB, RGBA or 16-bit gray)")
+
+
+# --- where the hole is -----------------------------------------------------------------
+
+
+def hole_from_options(size: tuple[int, int], mask: Path | None, box: str | None, ratio: float | None, count: int, seed: int) -> np.ndarray:
+    """The hole (bool [H, W], True = missing) that exactly one of --mask, --box, --random describes."""
+    check_hole_options(mask, box, ratio, count)
+    if mask is not None:
+        return read_mask(mask, size)
+    if box is not None:
+        return box_hole(parse_box(box), size)
+    return boxes_hole(random_boxes(size, ratio, count, seed), size)
+
+
+def check_hole_options(mask: Path | None, box: str | None, ratio: float | None, count: int) -> None:
+    """Cheap checks, made before anything is loaded."""
+    given = [name for name, value in (("--mask", mask), ("--box", box), ("--random", ratio)) if value is not None]
+    if len(given) != 1:
+        what = "none of them was given" if not given else f"got {' and '.join(given)}"
+        raise ParamError(f"give exactly one of --mask, --box, --random to say where the hole is ({what})")
+    if count != 1 and ratio is None:
+        raise ParamError(f"--count {count}: only applies to --random")
+    if ratio is not None and not 0 < ratio < 1:
+        raise ParamError(f"--random: must be in (0, 1), got {ratio}")
+    if count < 1:
+        raise ParamError(f"--count: must be at least 1, got {count}")
+    if box is not None:
+        parse_box(box)
+
+
+def parse_box(text: str) -> Box:
+    try:
+        x, y, w, h = (int(part) for part in text.split(","))
+    except ValueError:
+        raise ParamError(f"--box {text}: expected x,y,w,h in whole pixels, e.g. 10,20,40,30") from None
+    if x < 0 or y < 0 or w < 1 or h < 1:
+        raise ParamError(f"--box {text}: x and y must be >= 0, w and h >= 1")
+    return Box(x, y, w, h)
+
+
+def box_hole(box: Box, size: tuple[int, int]) -> np.ndarray:
+    width, height = size
+    if box.x + box.w > width or box.y + box.h > height:
+        raise DataError(f"--box {box}: not inside the {width}x{height} image (needs x + w <= {width} and y + h <= {height})")
+    return boxes_hole([box], size)
+
+
+def boxes_hole(boxes: list[Box], size: tuple[int, int]) -> np.ndarray:
+    width, height = size
+    hole = np.zeros((height, width), dtype=bool)
+    for b in boxes:
+        hole[b.y : b.y + b.h, b.x : b.x + b.w] = True
+    return hole
+
+
+def random_side(size: tuple[int, int], ratio: float) -> int:
+    """Side of a square covering `ratio` of the image's area (the pipeline's `ratio_of: area`)."""
+    width, height = size
+    side = max(1, int(round(math.sqrt(ratio * width * height))))
+    if side > min(width, height):
+        raise DataError(
+            f"--random {ratio}: a square covering {ratio} of the {width}x{height} image's area ({side}x{side} px) does not fit in it"
+        )
+    return side
+
+
+def random_boxes(size: tuple[int, int], ratio: float, count: int, seed: int) -> list[Box]:
+    """`count` squares, none covering another (as the pipeline's `overlap: false`), each placed
+    uniformly among the corners still free; restarts when an early square left no room."""
+    width, height = size
+    side = random_side(size, ratio)
+    rng = np.random.default_rng(seed)
+    for _ in range(MAX_RESTARTS):
+        free = np.ones((height - side + 1, width - side + 1), dtype=bool)  # allowed top-left corners
+        boxes = []
+        for _ in range(count):
+            corners = np.flatnonzero(free)
+            if corners.size == 0:
+                break
+            y, x = divmod(int(rng.choice(corners)), free.shape[1])
+            boxes.append(Box(x, y, side, side))
+            # A square at (x', y') would overlap this one iff |x' - x| < side and |y' - y| < side.
+            free[max(0, y - side + 1) : y + side, max(0, x - side + 1) : x + side] = False
+        else:
+            return boxes
+    raise DataError(
+        f"--random {ratio} --count {count}: {count} squares of {side} px do not fit in the {width}x{height} image without overlapping"
+    )
+
+
+def read_mask(path: Path, size: tuple[int, int]) -> np.ndarray:
+    """A mask image: white (>= 128 in gray) = missing. Transparent pixels count as black
+    (kept), so white strokes on a transparent layer work as well as white on black."""
+    try:
+        with Image.open(path, formats=IMAGE_FORMATS) as image:
+            image.load()
+            image = upright(image)
+    except FileNotFoundError:
+        raise DataError(f"--mask {path}: not found") from None
+    except Exception as exc:  # as in load_photo: PIL raises many types for malformed files
+        raise DataError(f"--mask {path}: cannot be read as an image ({describe(exc)})") from None
+    if image.size != size:
+        raise DataError(f"--mask {path}: it is {image.width}x{image.height}, the photo is {size[0]}x{size[1]}; they must match")
+    hole = np.asarray(mask_gray(image)) >= 128
+    if not hole.any():
+        raise DataError(f"--mask {path}: no white (missing) pixels, nothing to inpaint")
+    return hole
+
+
+def mask_gray(image: Image.Image) -> Image.Image:
+    if image.mode in ("RGBA", "LA", "PA", "La", "RGBa") or (image.mode == "P" and "transparency" in image.info):
+        rgba = image.convert("RGBA")
+        return Image.alpha_composite(Image.new("RGBA", rgba.size, (0, 0, 0, 255)), rgba).convert("L")
+    return to_gray_u8(image)
+
+
+# --- the model's view ------------------------------------------------------------------
+
+
+def any_per_cell(hole: np.ndarray, cells: int) -> np.ndarray:
+    """Shrink axis 0 of `hole` to `cells`: a cell is True if any row it overlaps is. Cell j
+    spans rows [j n / cells, (j + 1) n / cells), the footprint a resize gives it."""
+    n = hole.shape[0]
+    j = np.arange(cells)
+    start = (j * n) // cells
+    stop = np.maximum(-((-(j + 1) * n) // cells), start + 1)  # ceil, and at least one row when enlarging
+    cumulative = np.zeros((n + 1, *hole.shape[1:]), dtype=np.int32)
+    np.cumsum(hole, axis=0, out=cumulative[1:])
+    return cumulative[stop] > cumulative[start]
+
+
+def model_mask(hole: np.ndarray, size: int) -> np.ndarray:
+    """The hole at the model's size x size: a model pixel partly over the hole is missing."""
+    return any_per_cell(any_per_cell(hole, size).T, size).T
+
+
+def model_gray(photo: Image.Image, size: int) -> np.ndarray:
+    """The photo as the pipeline prepares images: 8-bit gray, stretched to size x size; float in [0, 1]."""
+    gray = fit_square(to_gray_u8(photo), size, "stretch")
+    return np.asarray(gray, dtype=np.float32) / 255.0
+
+
+@torch.no_grad()
+def completions(
+    model: torch.nn.Module, gray: np.ndarray, mask: np.ndarray, samples: int, seed: int, device: torch.device
+) -> list[np.ndarray]:
+    """The model's completions (float32 [s, s], known pixels pasted back). One sample: the
+    latent's mean, deterministic. K samples: latents drawn with generators seeded seed + k."""
+    x = torch.from_numpy(gray).to(device)[None, None]
+    m = torch.from_numpy(mask.astype(np.float32)).to(device)[None, None]
+    if samples == 1:
+        draws = [(False, None)]
+    else:
+        draws = [(True, torch.Generator(device=device).manual_seed(seed + k)) for k in range(samples)]
+    results = []
+    for sample, generator in draws:
+        out, _, _ = model(x * (1 - m), m, sample=sample, generator=generator)
+        # Known pixels pasted back first, so that resizing up blends the fill into the real
+        # surroundings at the hole's edge, not into the model's blurrier copy of them.
+        results.append(torch.where(m > 0, out, x)[0, 0].float().cpu().numpy())
+    return results
+
+
+def enlarge(small: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """float [s, s] -> float [H, W] in [0, 1], bicubic."""
+    image = Image.fromarray(small.astype(np.float32))
+    return np.clip(np.asarray(image.resize(size, Image.Resampling.BICUBIC)), 0.0, 1.0)
+
+
+# --- back into the photo ---------------------------------------------------------------
+
+
+def fill_photo(photo: Image.Image, hole: np.ndarray, luma: np.ndarray) -> Image.Image:
+    """`photo` with its hole's luma replaced by `luma` (float [H, W] in [0, 1]); pixels
+    outside the hole and the alpha channel are copied unchanged."""
+    pixels = np.array(photo)  # a copy
+    if photo.mode == WIDE_MODE:
+        pixels[hole] = np.rint(luma[hole] * 65535.0).astype(np.uint16)
+    elif photo.mode == "L":
+        pixels[hole] = to_u8(luma[hole])
+    elif photo.mode == "LA":
+        pixels[..., 0][hole] = to_u8(luma[hole])
+    else:
+        pixels[..., :3] = colour_fill(pixels[..., :3], hole, luma)
+    return Image.fromarray(pixels)
+
+
+def to_u8(values: np.ndarray) -> np.ndarray:
+    return np.rint(values * 255.0).astype(np.uint8)
+
+
+def colour_fill(rgb: np.ndarray, hole: np.ndarray, luma: np.ndarray) -> np.ndarray:
+    """RGB uint8 [H, W, 3] with the hole's Y set to `luma` and its Cr, Cb continued from
+    the surroundings by Telea; only hole pixels change. Work is confined to the hole's
+    bounding box plus Telea's radius: nothing farther from the hole can reach into it."""
+    rows, cols = np.nonzero(hole)
+    margin = TELEA_RADIUS + 1
+    top, left = max(0, rows.min() - margin), max(0, cols.min() - margin)
+    bottom, right = rows.max() + 1 + margin, cols.max() + 1 + margin
+    region, inside = rgb[top:bottom, left:right], hole[top:bottom, left:right]
+    ycrcb = cv2.cvtColor(np.ascontiguousarray(region), cv2.COLOR_RGB2YCrCb)
+    ycrcb[..., 0][inside] = to_u8(luma[top:bottom, left:right][inside])
+    inside_u8 = inside.astype(np.uint8)
+    for channel in (1, 2):
+        ycrcb[..., channel] = cv2.inpaint(np.ascontiguousarray(ycrcb[..., channel]), inside_u8, TELEA_RADIUS, cv2.INPAINT_TELEA)
+    filled = rgb.copy()
+    filled[top:bottom, left:right][inside] = cv2.cvtColor(ycrcb, cv2.COLOR_YCrCb2RGB)[inside]
+    return filled
+
+
+# --- writing ---------------------------------------------------------------------------
+
+
+def encode(image: Image.Image, path: Path, icc_profile: bytes | None = None, option: str = "-o") -> bytes:
+    """`image` encoded for `path`, after checking that it decodes back to the same pixels:
+    some formats drop what they cannot store (BMP: alpha; WEBP: 16 bits)."""
+    fmt, options = output_format(path, option)
+    if icc_profile and fmt != "BMP":
+        options = {**options, "icc_profile": icc_profile}
+    buffer = io.BytesIO()
+    try:
+        image.save(buffer, format=fmt, **options)
+    except (OSError, ValueError, KeyError) as exc:
+        raise DataError(f"{option} {path}: {fmt} cannot store a {image.mode} image ({describe(exc)}); use .png or .tiff") from None
+    data = buffer.getvalue()
+    if not decodes_to(data, image):
+        raise DataError(f"{option} {path}: {fmt} cannot store this {image.mode} image losslessly; use .png or .tiff")
+    return data
+
+
+def decodes_to(data: bytes, expected: Image.Image) -> bool:
+    with Image.open(io.BytesIO(data)) as decoded:
+        decoded.load()
+        if decoded.mode != expected.mode:
+            try:  # e.g. WEBP returns gray as RGB: fine if converting back restores every value
+                decoded = decoded.convert(expected.mode)
+            except ValueError:
+                return False
+        return decoded.size == expected.size and np.array_equal(np.asarray(decoded), np.asarray(expected))
+
+
+def write_files(files: dict[Path, bytes]) -> None:
+    for path, data in files.items():
+        with atomic_path(path) as tmp:
+            tmp.write_bytes(data)
+
+
+def mask_image(hole: np.ndarray) -> Image.Image:
+    return Image.fromarray(np.where(hole, 255, 0).astype(np.uint8))
+
+
+# --- the command -----------------------------------------------------------------------
+
+
+def select_inpaint_device(name: str) -> torch.device:
+    """`train.select_device`, with errors that name this command's option."""
+    if name not in DEVICES:
+        raise ParamError(f"--device {name}: must be one of {', '.join(DEVICES)}")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ParamError("--device cuda: no CUDA device is available (use auto or cpu)")
+    return select_device(name)
+
+
+def inpaint(
+    photo_path: Path,
+    out: Path,
+    checkpoint: Path,
+    *,
+    mask: Path | None = None,
+    box: str | None = None,
+    ratio: float | None = None,
+    count: int = 1,
+    seed: int = 0,
+    samples: int = 1,
+    save_mask: Path | None = None,
+    device: str = "auto",
+) -> list[Path]:
+    """Inpaint `photo_path` where the options say; write the completion(s) (and the mask,
+    if asked) and return the paths written. Nothing is written unless every output is ready."""
+    output_format(out)
+    if save_mask is not None:
+        output_format(save_mask, "--save-mask")
+    check_hole_options(mask, box, ratio, count)
+    if samples < 1:
+        raise ParamError(f"--samples: must be at least 1, got {samples}")
+    outputs = sample_paths(out, samples)
+    if save_mask is not None and save_mask.resolve() in {path.resolve() for path in outputs}:
+        raise ParamError(f"--save-mask {save_mask}: is also where the inpainted photo goes; pick another name")
+    torch_device = select_inpaint_device(device)
+    model, size = model_from_checkpoint(load_checkpoint(checkpoint), torch_device)
+
+    photo = load_photo(photo_path)
+    hole = hole_from_options(photo.image.size, mask, box, ratio, count, seed)
+    small_mask = model_mask(hole, size)
+    fills = completions(model, model_gray(photo.image, size), small_mask, samples, seed, torch_device)
+
+    files = {
+        path: encode(fill_photo(photo.image, hole, enlarge(fill, photo.image.size)), path, photo.icc_profile)
+        for path, fill in zip(outputs, fills)
+    }
+    if save_mask is not None:
+        files[save_mask] = encode(mask_image(hole), save_mask, option="--save-mask")
+    write_files(files)
+    return list(files)
