@@ -134,3 +134,13 @@ def test_holdout_and_schedule():
     assert held.sum() == 10
     assert lr_factor(0, 100) < lr_factor(2, 100) <= 1.0
     assert lr_factor(99, 100) == pytest.approx(0.01, abs=1e-3)
+
+
+def test_checkpoint_of_another_architecture_is_a_one_line_error(data, tmp_path):
+    state = train_model(tiny_params(train={"epochs": 1}), *data).state
+    state["config"]["model"]["width"] = 16  # weights no longer fit the model it describes
+    with pytest.raises(DataError, match="^checkpoint: does not match this version's models"):
+        model_from_checkpoint(state)
+    del state["config"]["size"]
+    with pytest.raises(DataError, match="^checkpoint: does not match"):
+        model_from_checkpoint(state)

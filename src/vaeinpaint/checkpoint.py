@@ -32,7 +32,9 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     try:
         state = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as exc:  # torch raises many types for corrupt or unsafe files
-        raise DataError(f"checkpoint: {path} cannot be loaded safely ({exc.__class__.__name__}: {str(exc).splitlines()[0][:120]})") from None
+        raise DataError(
+            f"checkpoint: {path} cannot be loaded safely ({exc.__class__.__name__}: {str(exc).splitlines()[0][:120]})"
+        ) from None
     if not isinstance(state, dict) or "model" not in state or "config" not in state:
         raise DataError(f"checkpoint: {path} is not a vaeinpaint checkpoint (no model or config)")
     return state
@@ -44,7 +46,12 @@ def model_config(params: ModelParams, size: int) -> dict[str, Any]:
 
 def model_from_checkpoint(state: dict[str, Any], device: str | torch.device = "cpu") -> tuple[torch.nn.Module, int]:
     """(model in eval mode on `device`, image size it was trained at)."""
-    config = state["config"]
-    model = build_model(ModelParams(**config["model"]))
-    model.load_state_dict(state["model"])
-    return model.to(device).eval(), int(config["size"])
+    try:
+        config = state["config"]
+        model = build_model(ModelParams(**config["model"]))
+        model.load_state_dict(state["model"])
+        size = int(config["size"])
+    except (KeyError, TypeError, ValueError, RuntimeError) as exc:  # another architecture, or a foreign file
+        first_line = str(exc).strip().splitlines()[0][:160] if str(exc).strip() else exc.__class__.__name__
+        raise DataError(f"checkpoint: does not match this version's models ({first_line})") from None
+    return model.to(device).eval(), size
