@@ -1,0 +1,154 @@
+"""`python -m vaeinpaint.bench [--quick]`: how fast, how big, on this machine.
+
+Prints a readable table, then as its last line one JSON object. Every figure is measured
+in this run on this device, so figures can be compared as ratios even on a noisy machine:
+- training throughput (images/s) of the default model and of the study's architecture
+  (`model.arch: paper`), through the same `training_step` the pipeline uses, on data that
+  lives on the device, with the fresh random masks training draws;
+- evaluation throughput of the default model;
+- checkpoint sizes (model + optimizer state) as `torch.save` writes them;
+- prepare throughput against a naive PIL loop on 1024x1024 JPEGs (`bench_prepare`).
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import time
+from dataclasses import replace
+
+import torch
+import typer
+
+from vaeinpaint.masks import RandomMasks
+from vaeinpaint.model import build_model, count_parameters
+from vaeinpaint.params import ModelParams, OcclusionParams, Params, TrainParams
+from vaeinpaint.train import autocast_for, make_optimizer, select_device, training_step
+
+SIZE = 100
+
+
+class _CountingWriter(io.RawIOBase):
+    """A file that only counts the bytes written to it: checkpoint sizes without the disk."""
+
+    def __init__(self):
+        self.size = 0
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, data) -> int:
+        self.size += len(data)
+        return len(data)
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def measure_training(model_params: ModelParams, train_params: TrainParams, device: torch.device, steps: int, warmup: int) -> dict:
+    """Images/s of training steps (after `warmup` steps), and the checkpoint's size in MB."""
+    torch.manual_seed(0)
+    model = build_model(model_params).to(device).to(memory_format=torch.channels_last)
+    if train_params.compile:
+        model = torch.compile(model)
+    optimizer = make_optimizer(model, train_params, device)
+    autocast = autocast_for(device)
+    batch = train_params.batch_size
+    images = torch.randint(0, 256, (max(batch * 4, 256), SIZE, SIZE), dtype=torch.uint8, device=device)
+    masks = RandomMasks(SIZE, OcclusionParams(), seed=0, device=device)
+    generator = masks.for_epoch(0)
+
+    def step() -> None:
+        idx = torch.randint(0, len(images), (batch,), device=device, generator=generator)
+        x = images[idx].unsqueeze(1).float().div_(255.0).contiguous(memory_format=torch.channels_last)
+        m = masks.draw(batch, generator).contiguous(memory_format=torch.channels_last)
+        training_step(model, optimizer, x, m, train_params, autocast, generator)
+
+    for _ in range(warmup):
+        step()
+    _sync(device)
+    started = time.perf_counter()
+    for _ in range(steps):
+        step()
+    _sync(device)
+    seconds = time.perf_counter() - started
+    raw = getattr(model, "_orig_mod", model)
+    writer = _CountingWriter()
+    torch.save({"model": raw.state_dict(), "optimizer": optimizer.state_dict()}, writer)
+    return {"img_per_s": steps * batch / seconds, "checkpoint_mb": writer.size / 1e6, "parameters": count_parameters(raw)}
+
+
+@torch.no_grad()
+def measure_eval(model_params: ModelParams, device: torch.device, batch: int, steps: int) -> float:
+    model = build_model(model_params).to(device).to(memory_format=torch.channels_last).eval()
+    x = torch.rand(batch, 1, SIZE, SIZE, device=device).contiguous(memory_format=torch.channels_last)
+    m = torch.zeros_like(x)
+    autocast = autocast_for(device)
+    with autocast:
+        model(x, m, sample=False)
+    _sync(device)
+    started = time.perf_counter()
+    for _ in range(steps):
+        with autocast:
+            model(x * (1 - m), m, sample=False)
+    _sync(device)
+    return steps * batch / (time.perf_counter() - started)
+
+
+def run(quick: bool = False, device_name: str = "auto", compile_check: bool = True, prepare: bool = True) -> dict:
+    device = select_device(device_name)
+    defaults = Params()
+    cpu = device.type == "cpu"
+    steps, warmup = (5, 2) if quick else (20, 3)
+    if not cpu:
+        steps, warmup = (20, 5) if quick else (100, 10)
+    ours = measure_training(defaults.model, defaults.train, device, steps, warmup)
+    paper_train = replace(defaults.train, batch_size=8 if cpu else 64)
+    paper = measure_training(replace(defaults.model, arch="paper"), paper_train, device, 2 if cpu else steps, 1 if cpu else warmup)
+    result = {
+        "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
+        "torch": torch.__version__,
+        "threads": torch.get_num_threads(),
+        "train_img_per_s": round(ours["img_per_s"], 1),
+        "paper_train_img_per_s": round(paper["img_per_s"], 2),
+        "train_speedup_vs_paper": round(ours["img_per_s"] / paper["img_per_s"], 1),
+        "eval_img_per_s": round(measure_eval(defaults.model, device, 256, 3 if quick else 10), 1),
+        "checkpoint_mb": round(ours["checkpoint_mb"], 2),
+        "paper_checkpoint_mb": round(paper["checkpoint_mb"], 1),
+        "parameters": ours["parameters"],
+        "paper_parameters": paper["parameters"],
+    }
+    if compile_check:
+        try:
+            compiled = measure_training(defaults.model, replace(defaults.train, compile=True), device, steps, warmup + 2)
+            result["compiled_train_img_per_s"] = round(compiled["img_per_s"], 1)
+        except Exception as exc:  # no compiler toolchain: report, don't fail the benchmark
+            result["compiled_train_img_per_s"] = None
+            result["compile_error"] = f"{exc.__class__.__name__}: {str(exc).splitlines()[0][:100]}"
+    if prepare:
+        from vaeinpaint.bench_prepare import bench_prepare
+
+        result.update(bench_prepare(quick=quick))
+    return result
+
+
+def table(result: dict) -> str:
+    width = max(len(k) for k in result)
+    return "\n".join(f"{key:<{width}}  {value}" for key, value in result.items())
+
+
+def main(
+    quick: bool = typer.Option(False, "--quick", help="fewer steps and images: under two minutes on 2 CPU cores"),
+    device: str = typer.Option("auto", help="auto | cpu | cuda"),
+    compile_check: bool = typer.Option(True, "--compile/--no-compile", help="also time torch.compile"),
+    prepare: bool = typer.Option(True, "--prepare/--no-prepare", help="also time prepare on 1024x1024 JPEGs"),
+) -> None:
+    result = run(quick=quick, device_name=device, compile_check=compile_check, prepare=prepare)
+    typer.echo(table(result))
+    typer.echo(json.dumps(result))
+
+
+if __name__ == "__main__":
+    typer.run(main)
