@@ -6,6 +6,7 @@ import json
 import re
 import shutil
 import subprocess
+import time
 
 import pytest
 import yaml
@@ -114,6 +115,9 @@ def test_exp_run_reruns_only_what_occlusion_touches(project, repro):
     experiment = client.get_experiment_by_name("vae-inpainting")
     runs = client.search_runs([experiment.experiment_id], "tags.`dvc.exp_name` = 'two-squares'")
     assert len(runs) == 1 and runs[0].data.params["occlusion.count"] == "2"
+    # `dvc exp run` leaves the experiment in the workspace: go back to the baseline.
+    sh("git", "checkout", "--", "params.yaml", "dvc.lock", cwd=project)
+    sh("dvc", "checkout", "--force", cwd=project)
 
 
 def test_evaluate_only_param_does_not_retrain(project, repro):
@@ -122,3 +126,53 @@ def test_evaluate_only_param_does_not_retrain(project, repro):
     (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     out = sh("dvc", "repro", cwd=project)
     assert stages_run(out.stdout) == {"evaluate"}
+
+
+def test_dvc_plots_show_renders_the_loss_curve_and_the_sample_grid(project, repro):
+    out = sh("dvc", "plots", "show", "-o", "plots", cwd=project)
+    page = (project / "plots/index.html").read_text()
+    assert "samples.png" in page and "train_loss" in page, out.stdout
+    images = list((project / "plots").rglob("*samples.png"))
+    assert images and images[0].read_bytes() == (project / "data/eval/samples.png").read_bytes()
+
+
+def test_the_run_carries_its_artifacts(project, repro):
+    from mlflow import MlflowClient
+
+    client = MlflowClient(tracking_uri=f"sqlite:///{project}/mlflow.db")
+    run_id = json.loads((project / "data/model/run.json").read_text())["run_id"]
+    names = {a.path for a in client.list_artifacts(run_id, "evaluate")} | {a.path for a in client.list_artifacts(run_id, "model")}
+    assert {"evaluate/samples.png", "evaluate/per_image.csv", "evaluate/params.yaml", "model/checkpoint.pt"} <= names
+    assert (project / "mlartifacts").is_dir()  # beside the store at the root, not in a working copy
+    tags = client.get_run(run_id).data.tags
+    assert {"data.images.md5", "data.split.md5", "data.masks.md5"} <= tags.keys()
+
+
+def test_queued_experiments_run_in_parallel_and_land_in_the_root_store(project, repro):
+    sh("git", "add", "-A", cwd=project)
+    sh("git", "commit", "-qm", "before queue", "--allow-empty", cwd=project)
+    sh("dvc", "exp", "run", "--queue", "-n", "ratio-30", "-S", "occlusion.ratio=0.3", cwd=project)
+    sh("dvc", "exp", "run", "--queue", "-n", "ratio-35", "-S", "occlusion.ratio=0.35", cwd=project)
+    sh("dvc", "queue", "start", "-j", "2", cwd=project)
+    deadline = time.time() + 600
+    while True:
+        status = sh("dvc", "queue", "status", cwd=project).stdout
+        if not re.search(r"\b(Queued|Running)\b", status):
+            break
+        assert time.time() < deadline, status
+        time.sleep(3)
+    logs = "\n".join(sh("dvc", "queue", "logs", name, cwd=project, check=False).stdout[-3000:] for name in ("ratio-30", "ratio-35"))
+    assert status.count("Success") >= 2, status + logs
+    show = json.dumps(json.loads(sh("dvc", "exp", "show", "--json", cwd=project).stdout))
+    assert "ratio-30" in show and "ratio-35" in show
+
+    from mlflow import MlflowClient
+
+    client = MlflowClient(tracking_uri=f"sqlite:///{project}/mlflow.db")
+    experiment = client.get_experiment_by_name("vae-inpainting")
+    for name, ratio in (("ratio-30", "0.3"), ("ratio-35", "0.35")):
+        runs = client.search_runs([experiment.experiment_id], f"tags.`dvc.exp_name` = '{name}'")
+        assert len(runs) == 1, name
+        assert runs[0].data.params["occlusion.ratio"] == ratio
+        assert "test_ssim_mean" in runs[0].data.metrics
+    assert not list((project / ".dvc/tmp/exps").rglob("mlflow.db"))  # nothing went to the temporary copies

@@ -46,7 +46,15 @@ def make_project(root):
 
 
 def repro(root, **popen):
-    return subprocess.Popen(["dvc", "repro"], cwd=root, env=run_env(VAEINPAINT_TRACKING="0"), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, **popen)
+    return subprocess.Popen(
+        ["dvc", "repro"],
+        cwd=root,
+        env=run_env(VAEINPAINT_TRACKING="0"),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        **popen,
+    )
 
 
 def saved_epoch(root) -> int:

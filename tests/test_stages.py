@@ -13,7 +13,9 @@ from conftest import ROOT, run_env
 def run_stage(name: str, cwd, params: dict | None = None):
     if params is not None:
         (cwd / "params.yaml").write_text(yaml.safe_dump(params))
-    return subprocess.run([sys.executable, str(ROOT / "stages" / f"{name}.py")], cwd=cwd, env=run_env(VAEINPAINT_TRACKING="0"), capture_output=True, text=True)
+    return subprocess.run(
+        [sys.executable, str(ROOT / "stages" / f"{name}.py")], cwd=cwd, env=run_env(VAEINPAINT_TRACKING="0"), capture_output=True, text=True
+    )
 
 
 def tree(folder):
