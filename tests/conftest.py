@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
+import shutil
+import subprocess
 import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
+import yaml
 
 from vaeinpaint.params import Params, from_dict
 
@@ -64,3 +68,43 @@ def run_env(**extra: str) -> dict[str, str]:
     env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
     env.update({"VAEINPAINT_PROGRESS": "0", "PYTHONUNBUFFERED": "1"}, **extra)
     return env
+
+
+def copy_project(root: Path, overrides: dict[str, dict], *, git: bool = True) -> Path:
+    """A copy of this project (dvc.yaml, stages, library, params.yaml with `overrides` applied
+    per block) at `root`, as a fresh git + DVC repo with one commit when `git` is set."""
+    root.mkdir(parents=True, exist_ok=True)
+    for name in ("dvc.yaml", ".gitignore", "pyproject.toml"):
+        shutil.copy(ROOT / name, root / name)
+    for folder in ("stages", "src"):
+        shutil.copytree(ROOT / folder, root / folder, ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
+    params = yaml.safe_load((ROOT / "params.yaml").read_text())
+    for block, values in overrides.items():
+        params[block].update(values)
+    (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    if git:
+        for command in (
+            ["git", "init", "-q"],
+            ["git", "config", "user.email", "test@example.com"],
+            ["git", "config", "user.name", "test"],
+            ["dvc", "init", "-q"],
+            ["git", "add", "-A"],
+            ["git", "commit", "-qm", "copy of the project"],
+        ):
+            subprocess.run(command, cwd=root, env=run_env(), check=True, capture_output=True)
+    return root
+
+
+@pytest.fixture
+def served(tmp_path):
+    """A loopback HTTP server (127.0.0.1, a thread) serving tmp_path/www."""
+    from _http import LoopbackServer
+
+    folder = tmp_path / "www"
+    folder.mkdir()
+    with LoopbackServer(folder) as server:
+        yield server
+
+
+def sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import io
 import tarfile
 import zipfile
@@ -19,6 +18,7 @@ from vaeinpaint.sources import choose_subset
 
 from _http import LoopbackServer
 from _samples import jpeg, make_tar, make_zip, tar_entry, zip_symlink
+from conftest import sha256
 
 
 @pytest.fixture
@@ -31,18 +31,6 @@ def cache(tmp_path, monkeypatch) -> Path:
 @pytest.fixture(autouse=True)
 def small_blocks(monkeypatch):
     monkeypatch.setattr(downloads, "DOWNLOAD_BLOCK", 4096)  # so a cut keeps most of what arrived
-
-
-@pytest.fixture
-def served(tmp_path):
-    folder = tmp_path / "www"
-    folder.mkdir()
-    with LoopbackServer(folder) as server:
-        yield server
-
-
-def sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 def big_zip(folder: Path, name: str = "faces.zip", count: int = 12) -> Path:

@@ -93,3 +93,11 @@ def test_split_sizes():
         split_sizes(SplitParams(train=90, test=20), 100)
     with pytest.raises(ParamError, match="at least one"):
         split_sizes(SplitParams(train=0.9, test=0.01), 10)
+
+
+def test_shipped_params_file_equals_the_code_defaults():
+    """The defaults live twice (params.yaml for DVC, the dataclasses for code such as the
+    benchmark and `vaeinpaint inpaint`): they must not drift apart."""
+    from vaeinpaint.params import Params
+
+    assert load_params(ROOT / "params.yaml", base=ROOT) == Params()

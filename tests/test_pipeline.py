@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import json
 import re
-import shutil
 import subprocess
 import time
 
 import pytest
 import yaml
 
-from conftest import ROOT, run_env
+from conftest import copy_project, run_env
 
 pytestmark = pytest.mark.slow
 
@@ -39,23 +38,8 @@ def stages_run(output: str) -> set[str]:
 
 @pytest.fixture(scope="module")
 def project(tmp_path_factory):
-    """A copy of the project (code, dvc.yaml, params.yaml with TINY applied) as a fresh git + DVC repo."""
-    root = tmp_path_factory.mktemp("project")
-    for name in ("dvc.yaml", "params.yaml", ".gitignore", "pyproject.toml"):
-        shutil.copy(ROOT / name, root / name)
-    for folder in ("stages", "src"):
-        shutil.copytree(ROOT / folder, root / folder, ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
-    params = yaml.safe_load((root / "params.yaml").read_text())
-    for block, values in TINY.items():
-        params[block].update(values)
-    (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    sh("git", "init", "-q", cwd=root)
-    sh("git", "config", "user.email", "test@example.com", cwd=root)
-    sh("git", "config", "user.name", "test", cwd=root)
-    sh("dvc", "init", "-q", cwd=root)
-    sh("git", "add", "-A", cwd=root)
-    sh("git", "commit", "-qm", "tiny project", cwd=root)
-    return root
+    """A copy of the project with TINY params, as a fresh git + DVC repo."""
+    return copy_project(tmp_path_factory.mktemp("e2e") / "project", TINY)
 
 
 @pytest.fixture(scope="module")

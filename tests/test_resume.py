@@ -5,17 +5,15 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import signal
 import subprocess
 import time
 
 import pytest
-import yaml
 
 from vaeinpaint.checkpoint import load_checkpoint
 
-from conftest import ROOT, run_env
+from conftest import copy_project, run_env
 
 pytestmark = pytest.mark.slow
 
@@ -28,21 +26,6 @@ PARAMS = {
     "baselines": {"methods": ["corrupted"]},
     "evaluate": {"grid_images": 2},
 }
-
-
-def make_project(root):
-    root.mkdir()
-    for name in ("dvc.yaml", ".gitignore"):
-        shutil.copy(ROOT / name, root / name)
-    for folder in ("stages", "src"):
-        shutil.copytree(ROOT / folder, root / folder, ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
-    params = yaml.safe_load((ROOT / "params.yaml").read_text())
-    for block, values in PARAMS.items():
-        params[block].update(values)
-    (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    for command in (["git", "init", "-q"], ["dvc", "init", "-q"]):
-        subprocess.run(command, cwd=root, env=run_env(), check=True)
-    return root
 
 
 def repro(root, **popen):
@@ -67,11 +50,11 @@ def saved_epoch(root) -> int:
 
 
 def test_killed_training_resumes_and_matches_an_unbroken_run(tmp_path):
-    unbroken = make_project(tmp_path / "unbroken")
+    unbroken = copy_project(tmp_path / "unbroken", PARAMS)
     out, _ = repro(unbroken).communicate(timeout=600)
     assert (unbroken / "metrics/evaluate.json").exists(), out
 
-    broken = make_project(tmp_path / "broken")
+    broken = copy_project(tmp_path / "broken", PARAMS)
     process = repro(broken, start_new_session=True)
     deadline = time.time() + 300
     while saved_epoch(broken) < 2:

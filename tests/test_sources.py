@@ -17,8 +17,8 @@ from vaeinpaint.images import prepare_folder
 from vaeinpaint.params import DataParams, Params, validate
 from vaeinpaint.sources import acquire
 
-from _http import LoopbackServer
 from _samples import cmyk_jpeg, encode, exif_rotated_jpeg, jpeg, make_zip, photo, png16, rgba_png, truncated_jpeg
+from conftest import sha256
 
 
 @pytest.fixture(autouse=True)
@@ -33,18 +33,6 @@ def project(tmp_path) -> Path:
     folder = tmp_path / "project"
     folder.mkdir()
     return folder
-
-
-@pytest.fixture
-def served(tmp_path):
-    folder = tmp_path / "www"
-    folder.mkdir()
-    with LoopbackServer(folder) as server:
-        yield server
-
-
-def sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 def files_under(folder: Path) -> list[str]:

@@ -67,7 +67,7 @@ class OcclusionParams:
 @dataclass(frozen=True)
 class ModelParams:
     arch: str = "inpaint"
-    width: int = 32  # inpaint: channels of the first block
+    width: int = 24  # inpaint: channels of the first block
     latent_channels: int = 16  # inpaint: channels of the spatial latent
     skips: bool = True  # inpaint: skip connections from encoder to decoder
     mask_input: bool = True  # inpaint: the mask as an input channel
