@@ -144,3 +144,15 @@ def test_checkpoint_of_another_architecture_is_a_one_line_error(data, tmp_path):
     del state["config"]["size"]
     with pytest.raises(DataError, match="^checkpoint: does not match"):
         model_from_checkpoint(state)
+
+
+def test_ssim_loss_term_matches_the_reported_metric():
+    from vaeinpaint.metrics import ssim
+    from vaeinpaint.train import ssim_map
+
+    rng = np.random.default_rng(0)
+    a = rng.random((2, 1, 40, 40))
+    b = np.clip(a + 0.1 * rng.standard_normal(a.shape), 0, 1)
+    maps = ssim_map(torch.from_numpy(a), torch.from_numpy(b))
+    for i in range(2):
+        assert maps[i].mean().item() == pytest.approx(ssim(a[i, 0], b[i, 0]), abs=1e-6)

@@ -85,21 +85,19 @@ def holdout(ids: list[str], fraction: float, seed: int) -> np.ndarray:
     return held
 
 
-def gaussian_window(size: int = 11, sigma: float = 1.5, device=None) -> torch.Tensor:
-    coords = torch.arange(size, dtype=torch.float32, device=device) - (size - 1) / 2
-    g = torch.exp(-(coords**2) / (2 * sigma**2))
-    g = g / g.sum()
-    return (g[:, None] * g[None, :])[None, None]
-
-
 def ssim_map(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """Differentiable SSIM map with Wang et al.'s settings (11x11 Gaussian, sigma 1.5), for the loss."""
-    w = gaussian_window(device=a.device).to(a.dtype)
+    """Differentiable SSIM map with Wang et al.'s settings (11x11 Gaussian, sigma 1.5, over the
+    windows that fit in the image, as scikit-image computes it), for the loss. The Gaussian is
+    separable: two grouped 1-D convolutions over the five statistics at once, ~6x cheaper on a
+    CPU than five 11x11 ones."""
+    g = torch.exp(-((torch.arange(11, dtype=a.dtype, device=a.device) - 5) ** 2) / (2 * 1.5**2))
+    g = g / g.sum()
+    stats = torch.cat([a, b, a * a, b * b, a * b], dim=1)
+    stats = F.conv2d(stats, g.view(1, 1, 1, 11).repeat(5, 1, 1, 1), groups=5)
+    stats = F.conv2d(stats, g.view(1, 1, 11, 1).repeat(5, 1, 1, 1), groups=5)
+    mu_a, mu_b, aa, bb, ab = stats.chunk(5, dim=1)
     c1, c2 = 0.01**2, 0.03**2
-    mu_a, mu_b = F.conv2d(a, w), F.conv2d(b, w)
-    var_a = F.conv2d(a * a, w) - mu_a**2
-    var_b = F.conv2d(b * b, w) - mu_b**2
-    cov = F.conv2d(a * b, w) - mu_a * mu_b
+    var_a, var_b, cov = aa - mu_a**2, bb - mu_b**2, ab - mu_a * mu_b
     return ((2 * mu_a * mu_b + c1) * (2 * cov + c2)) / ((mu_a**2 + mu_b**2 + c1) * (var_a + var_b + c2))
 
 
