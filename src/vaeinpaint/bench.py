@@ -54,7 +54,7 @@ def measure_training(model_params: ModelParams, train_params: TrainParams, devic
     if train_params.compile:
         model = torch.compile(model)
     optimizer = make_optimizer(model, train_params, device)
-    autocast = autocast_for(device)
+    autocast = autocast_for(device, train_params.precision)
     batch = train_params.batch_size
     images = torch.randint(0, 256, (max(batch * 4, 256), SIZE, SIZE), dtype=torch.uint8, device=device)
     masks = RandomMasks(SIZE, OcclusionParams(), seed=0, device=device)
@@ -85,14 +85,11 @@ def measure_eval(model_params: ModelParams, device: torch.device, batch: int, st
     model = build_model(model_params).to(device).to(memory_format=torch.channels_last).eval()
     x = torch.rand(batch, 1, SIZE, SIZE, device=device).contiguous(memory_format=torch.channels_last)
     m = torch.zeros_like(x)
-    autocast = autocast_for(device)
-    with autocast:
-        model(x, m, sample=False)
+    model(x, m, sample=False)  # fp32, as `evaluate.restore` runs
     _sync(device)
     started = time.perf_counter()
     for _ in range(steps):
-        with autocast:
-            model(x * (1 - m), m, sample=False)
+        model(x * (1 - m), m, sample=False)
     _sync(device)
     return steps * batch / (time.perf_counter() - started)
 

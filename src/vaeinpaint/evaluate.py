@@ -29,16 +29,15 @@ def restore(
 ) -> np.ndarray:
     """Raw model outputs (float32 [n, s, s] in [0, 1]) for uint8 `images` damaged by `masks`.
 
-    With `sample=False` the latent is its mean, so the result is deterministic."""
+    With `sample=False` the latent is its mean, so the result is deterministic. Inference runs
+    in fp32 even where training used bf16: reported metrics carry no reduced-precision noise."""
     model.eval()
     device = torch.device(device)
-    autocast = torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else torch.autocast("cpu", enabled=False)
     outputs = np.empty(images.shape, dtype=np.float32)
     for start in progress(range(0, len(images), batch_size), desc="restore", unit="batch"):
         x = torch.from_numpy(images[start : start + batch_size]).to(device).unsqueeze(1).float().div_(255.0)
         m = torch.from_numpy(masks[start : start + batch_size]).to(device).unsqueeze(1).float()
-        with autocast:
-            out, _, _ = model(x * (1 - m), m, sample=sample, generator=generator)
+        out, _, _ = model(x * (1 - m), m, sample=sample, generator=generator)
         outputs[start : start + len(x)] = out.float().squeeze(1).cpu().numpy()
     return outputs
 

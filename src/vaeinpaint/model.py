@@ -31,6 +31,11 @@ def up_block(c_in: int, c_out: int) -> nn.ConvTranspose2d:
     return nn.ConvTranspose2d(c_in, c_out, 3, stride=2, padding=1)
 
 
+def fp32(tensor: torch.Tensor):
+    """A block where autocast is off: layers inside run in full precision."""
+    return torch.autocast(tensor.device.type, enabled=False)
+
+
 def reparameterise(mu: torch.Tensor, logvar: torch.Tensor, sample: bool, generator: torch.Generator | None = None) -> torch.Tensor:
     if not sample:
         return mu
@@ -84,7 +89,8 @@ class InpaintVAE(nn.Module):
         y = self.dec2(self._join(self.up2(y, output_size=h2.shape[-2:]), h2))
         y = self.dec1(self._join(self.up1(y, output_size=h1.shape[-2:]), h1))
         y = self.up0(y, output_size=x.shape[-2:])
-        out = torch.sigmoid(self.head(self._join(y, x)))
+        with fp32(y):  # bf16's step near 1.0 is 1/256: coarser than the 8-bit pixels we predict
+            out = torch.sigmoid(self.head(self._join(y.float(), x.float())))
         return out, mu, logvar
 
 
@@ -133,7 +139,8 @@ class PaperVAE(nn.Module):
         sizes = self.SIZES[::-1][1:]  # 7, 13, 25, 50, 100
         for up, norm, size in zip(self.ups, self.norms, sizes):
             y = F.relu(norm(up(y, output_size=(size, size))), inplace=True)
-        return torch.sigmoid(self.last(y, output_size=damaged.shape[-2:])), mu, logvar
+        with fp32(y):
+            return torch.sigmoid(self.last(y.float(), output_size=damaged.shape[-2:])), mu, logvar
 
 
 def build_model(params: ModelParams) -> nn.Module:

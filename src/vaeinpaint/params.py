@@ -25,6 +25,7 @@ FITS = ("stretch", "center-crop")
 RATIO_OF = ("area", "side")
 ARCHS = ("inpaint", "paper")
 DEVICES = ("auto", "cpu", "cuda")
+PRECISIONS = ("auto", "fp32", "bf16")
 TRAIN_MASKS = ("random", "fixed")
 BASELINES = ("corrupted", "biharmonic", "telea")
 
@@ -37,7 +38,7 @@ class DataParams:
     sha256: str = ""  # required for url; optional (checked when given) for ffhq / animals10
     variant: str = "thumbnails128"  # ffhq only
     limit: int = 0  # 0: no cap; else this many images, picked by `seed`
-    builtin_count: int = 800
+    builtin_count: int = 1600
     seed: int = 0
 
 
@@ -78,7 +79,8 @@ class ModelParams:
 @dataclass(frozen=True)
 class TrainParams:
     device: str = "auto"
-    epochs: int = 20
+    precision: str = "auto"  # auto: bf16 autocast where the hardware has bf16 (CUDA, AVX512-BF16/AMX CPUs)
+    epochs: int = 30
     batch_size: int = 64
     lr: float = 2e-3
     weight_decay: float = 0.0
@@ -310,6 +312,7 @@ def validate(p: Params, *, check_paths: bool = True, base: Path = Path(".")) -> 
 
     t = p.train
     _one_of("train.device", t.device, DEVICES)
+    _one_of("train.precision", t.precision, PRECISIONS)
     _one_of("train.masks", t.masks, TRAIN_MASKS)
     _positive("train.epochs", t.epochs)
     _positive("train.batch_size", t.batch_size)
