@@ -160,3 +160,27 @@ def test_queued_experiments_run_in_parallel_and_land_in_the_root_store(project, 
         assert runs[0].data.params["occlusion.ratio"] == ratio
         assert "test_ssim_mean" in runs[0].data.metrics
     assert not list((project / ".dvc/tmp/exps").rglob("mlflow.db"))  # nothing went to the temporary copies
+
+
+def test_inpaint_with_the_pipelines_model(project, repro, tmp_path):
+    import numpy as np
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    photo = (rng.random((90, 130, 3)) * 255).astype(np.uint8)  # any size: the model works at 48 px here
+    Image.fromarray(photo).save(tmp_path / "photo.png")
+    sh(
+        "vaeinpaint",
+        "inpaint",
+        str(tmp_path / "photo.png"),
+        "-o",
+        str(tmp_path / "out.png"),
+        "--box",
+        "30,20,40,35",
+        cwd=project / "stages",
+    )
+    out = np.asarray(Image.open(tmp_path / "out.png"))
+    hole = np.zeros(photo.shape[:2], bool)
+    hole[20:55, 30:70] = True
+    assert np.array_equal(out[~hole], photo[~hole])  # outside the box: bit-identical
+    assert (out[hole] != photo[hole]).mean() > 0.9  # inside: filled by the model

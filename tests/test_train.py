@@ -5,6 +5,7 @@ import torch
 from vaeinpaint import train as train_module
 from vaeinpaint.checkpoint import load_checkpoint, model_from_checkpoint, save_checkpoint
 from vaeinpaint.errors import DataError, TrainingError
+from vaeinpaint.evaluate import restore, score_model, summarize
 from vaeinpaint.masks import occlude
 from vaeinpaint.train import fingerprint, holdout, lr_factor, train_model
 
@@ -42,6 +43,9 @@ def test_same_params_same_result_on_cpu(data):
     a, b = train_model(params, *data), train_model(params, *data)
     assert a.history == [dict(r) for r in b.history]
     assert same_weights(weights(a.model), weights(b.model))
+    images, masks, _ = data
+    scores = [summarize(score_model(images, masks, restore(r.model, images, masks))) for r in (a, b)]
+    assert scores[0] == scores[1]
     c = train_model(tiny_params(train={"epochs": 2, "seed": 1}), *data)
     assert not same_weights(weights(a.model), weights(c.model))
 

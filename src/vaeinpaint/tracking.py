@@ -21,6 +21,9 @@ from typing import Any
 from vaeinpaint.files import file_hash
 from vaeinpaint.paths import MLFLOW_DB, project_root
 
+# mlflow sets up its own logger when imported; keep its routine INFO lines out of stage output.
+os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")
+
 EXPERIMENT = "vae-inpainting"
 ARTIFACTS_DIR = "mlartifacts"
 
