@@ -94,7 +94,9 @@ def measure_eval(model_params: ModelParams, device: torch.device, batch: int, st
     return steps * batch / (time.perf_counter() - started)
 
 
-def run(quick: bool = False, device_name: str = "auto", compile_check: bool | None = None, prepare: bool = True, batch_size: int = 0) -> dict:
+def run(
+    quick: bool = False, device_name: str = "auto", compile_check: bool | None = None, prepare: bool = True, batch_size: int = 0
+) -> dict:
     """All figures for `device_name`. `compile_check` (default: not in quick mode) also times
     torch.compile, whose first steps compile for a minute or more."""
     device = select_device(device_name)
