@@ -23,7 +23,7 @@ from pathlib import Path, PurePosixPath
 from typing import IO
 
 from vaeinpaint.errors import DataError
-from vaeinpaint.images import IMAGE_EXTENSIONS
+from vaeinpaint.images import is_image_name
 from vaeinpaint.progress import progress
 
 log = logging.getLogger(__name__)
@@ -203,12 +203,6 @@ def open_archive(path: Path) -> Iterator[_ZipArchive | _TarArchive]:
         raise DataError(f"{path.name}: corrupt archive ({exc.__class__.__name__}: {exc})") from None
     finally:
         archive.close()
-
-
-def is_image_name(name: str) -> bool:
-    """An image file by extension, not hidden and not macOS metadata (`__MACOSX/._x.jpg`)."""
-    parts = name.split("/")
-    return PurePosixPath(name).suffix.lower() in IMAGE_EXTENSIONS and not any(p.startswith(".") or p == "__MACOSX" for p in parts)
 
 
 def extract_images(path: Path, dest: Path, choose: ImageChooser | None = None) -> list[str]:

@@ -18,7 +18,7 @@ import warnings
 from collections import Counter
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 import numpy as np
 import pandas as pd
@@ -43,16 +43,16 @@ MAX_IMAGE_PIXELS = 128 * 1024 * 1024
 SOURCE_FILE = "SOURCE.json"  # written by the download stage beside the raw images
 
 
+def is_image_name(rel: str) -> bool:
+    """An image file by extension (`rel`: a POSIX path under some root), not hidden and not
+    macOS metadata (`.DS_Store`, `__MACOSX/._x.jpg`). Folders and archives both go by this."""
+    parts = rel.split("/")
+    return PurePosixPath(rel).suffix.lower() in IMAGE_EXTENSIONS and not any(p.startswith(".") or p == "__MACOSX" for p in parts)
+
+
 def list_image_files(root: Path) -> list[Path]:
-    """Image files under `root`, recursively, by extension, in a stable (sorted) order.
-    Hidden files and folders (`.DS_Store`, `__MACOSX/._x.jpg`) are left out."""
-    files = []
-    for path in root.rglob("*"):
-        rel = path.relative_to(root)
-        if any(part.startswith(".") or part == "__MACOSX" for part in rel.parts):
-            continue
-        if path.suffix.lower() in IMAGE_EXTENSIONS and path.is_file():
-            files.append(path)
+    """Image files under `root` (see `is_image_name`), recursively, in a stable (sorted) order."""
+    files = [path for path in root.rglob("*") if is_image_name(path.relative_to(root).as_posix()) and path.is_file()]
     return sorted(files, key=lambda p: p.relative_to(root).as_posix())
 
 
