@@ -6,13 +6,13 @@ import numpy as np
 import pandas as pd
 
 from vaeinpaint import paths
-from vaeinpaint.baselines import evenly_spaced, fill_all
 from vaeinpaint.cli import run_stage
-from vaeinpaint.dataset import load_subset, read_images, read_masks, read_split
-from vaeinpaint.evaluate import score, summarize
+from vaeinpaint.data.dataset import load_subset, read_images, read_masks, read_split
+from vaeinpaint.data.split import SUBSETS
+from vaeinpaint.evaluation.baselines import evenly_spaced, fill_all
+from vaeinpaint.evaluation.evaluate import score, summarize
 from vaeinpaint.files import write_csv, write_json
 from vaeinpaint.params import load_params
-from vaeinpaint.split import SUBSETS
 
 
 def main(params_file: Path = paths.PARAMS) -> None:

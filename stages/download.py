@@ -4,8 +4,8 @@ from pathlib import Path
 
 from vaeinpaint import paths
 from vaeinpaint.cli import run_stage
+from vaeinpaint.data.sources import acquire
 from vaeinpaint.params import load_params
-from vaeinpaint.sources import acquire
 
 
 def main(params_file: Path = paths.PARAMS) -> None:

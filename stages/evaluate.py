@@ -5,15 +5,15 @@ from pathlib import Path
 import pandas as pd
 
 from vaeinpaint import paths, tracking
-from vaeinpaint.baselines import evenly_spaced
-from vaeinpaint.checkpoint import load_checkpoint, model_from_checkpoint
 from vaeinpaint.cli import run_stage
-from vaeinpaint.dataset import load_subset, read_images, read_masks, read_split
-from vaeinpaint.evaluate import restore, sample_grid, score_model, summarize
+from vaeinpaint.data.dataset import load_subset, read_images, read_masks, read_split
+from vaeinpaint.data.split import SUBSETS
+from vaeinpaint.evaluation.baselines import evenly_spaced
+from vaeinpaint.evaluation.evaluate import restore, sample_grid, score_model, summarize
 from vaeinpaint.files import atomic_path, read_json, write_csv, write_json
+from vaeinpaint.modeling.checkpoint import load_checkpoint, model_from_checkpoint
+from vaeinpaint.modeling.train import select_device
 from vaeinpaint.params import load_params
-from vaeinpaint.split import SUBSETS
-from vaeinpaint.train import select_device
 
 
 def main(params_file: Path = paths.PARAMS) -> None:

@@ -6,10 +6,10 @@ import pandas as pd
 
 from vaeinpaint import paths
 from vaeinpaint.cli import run_stage
-from vaeinpaint.dataset import read_split, write_masks
-from vaeinpaint.masks import boxes_table, occlude
+from vaeinpaint.data.dataset import read_split, write_masks
+from vaeinpaint.data.split import SUBSETS, ids_of
+from vaeinpaint.masks.boxes import boxes_table, occlude
 from vaeinpaint.params import load_params, square_side
-from vaeinpaint.split import SUBSETS, ids_of
 
 
 def main(params_file: Path = paths.PARAMS) -> None:

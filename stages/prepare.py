@@ -4,9 +4,9 @@ from pathlib import Path
 
 from vaeinpaint import paths
 from vaeinpaint.cli import run_stage
-from vaeinpaint.dataset import write_prepared
+from vaeinpaint.data.dataset import write_prepared
+from vaeinpaint.data.images import prepare_folder
 from vaeinpaint.files import write_json
-from vaeinpaint.images import prepare_folder
 from vaeinpaint.params import load_params
 
 

@@ -4,10 +4,10 @@ from pathlib import Path
 
 from vaeinpaint import paths
 from vaeinpaint.cli import run_stage
-from vaeinpaint.dataset import read_index
+from vaeinpaint.data.dataset import read_index
+from vaeinpaint.data.split import assign_split
 from vaeinpaint.files import write_csv, write_json
 from vaeinpaint.params import load_params
-from vaeinpaint.split import assign_split
 
 
 def main(params_file: Path = paths.PARAMS) -> None:

@@ -10,12 +10,11 @@ from pathlib import Path
 import pandas as pd
 
 from vaeinpaint import paths, tracking
-from vaeinpaint.checkpoint import save_checkpoint
 from vaeinpaint.cli import run_stage
-from vaeinpaint.dataset import load_subset
+from vaeinpaint.data.dataset import load_subset
 from vaeinpaint.files import write_csv, write_json
-from vaeinpaint.params import load_params
-from vaeinpaint.train import (
+from vaeinpaint.modeling.checkpoint import save_checkpoint
+from vaeinpaint.modeling.train import (
     close_distributed,
     fingerprint,
     init_distributed,
@@ -25,6 +24,7 @@ from vaeinpaint.train import (
     summary,
     train_model,
 )
+from vaeinpaint.params import load_params
 
 INPUTS = {"images": paths.IMAGES, "split": paths.SPLIT, "masks": paths.MASKS}
 

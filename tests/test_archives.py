@@ -10,11 +10,11 @@ from pathlib import Path
 
 import pytest
 
-from vaeinpaint import archives, downloads
-from vaeinpaint.archives import extract_images
-from vaeinpaint.downloads import retrieve
+from vaeinpaint.data import archives, downloads
+from vaeinpaint.data.archives import extract_images
+from vaeinpaint.data.downloads import retrieve
+from vaeinpaint.data.sources import choose_subset
 from vaeinpaint.errors import DataError
-from vaeinpaint.sources import choose_subset
 
 from _http import LoopbackServer
 from _samples import jpeg, make_tar, make_zip, tar_entry, zip_symlink

@@ -1,8 +1,8 @@
 import numpy as np
 import pytest
 
-from vaeinpaint.baselines import evenly_spaced, fill, fill_all
-from vaeinpaint.evaluate import score
+from vaeinpaint.evaluation.baselines import evenly_spaced, fill, fill_all
+from vaeinpaint.evaluation.evaluate import score
 
 
 def ramp(size=48) -> np.ndarray:

@@ -10,8 +10,8 @@ import pytest
 from PIL import Image
 from PIL.JpegImagePlugin import JpegImageFile
 
-from vaeinpaint import images
-from vaeinpaint.images import decode_gray, prepare_folder
+from vaeinpaint.data import images
+from vaeinpaint.data.images import decode_gray, prepare_folder
 
 from _samples import (
     cmyk_jpeg,
@@ -188,7 +188,7 @@ def test_prepare_folder_skips_messy_files_with_reasons(tmp_path):
 
 def test_prepare_folder_logs_each_skipped_file(tmp_path, caplog):
     raw = write(tmp_path / "raw", {"ok.jpg": jpeg(), "bad.jpg": b"nope"})
-    with caplog.at_level("WARNING", logger="vaeinpaint.images"):
+    with caplog.at_level("WARNING", logger="vaeinpaint.data.images"):
         prepare_folder(raw, 16, "stretch", workers=1)
     assert "bad.jpg: not an image" in caplog.text
 
@@ -240,7 +240,7 @@ def test_no_usable_image_is_an_error(tmp_path):
 
 
 def test_bench_prepare_reports_both_throughputs(monkeypatch):
-    from vaeinpaint import bench_prepare
+    from vaeinpaint.bench import prepare as bench_prepare
 
     monkeypatch.setattr(bench_prepare, "COUNT", {True: 6, False: 6})
     result = bench_prepare.bench_prepare(quick=True)

@@ -13,10 +13,10 @@ import torch.nn as nn
 from PIL import Image, ImageOps
 from typer.testing import CliRunner
 
-from vaeinpaint.checkpoint import model_config, save_checkpoint
+from vaeinpaint.apps.inpaint import inpaint, model_mask, random_boxes
 from vaeinpaint.cli import app
-from vaeinpaint.inpaint import inpaint, model_mask, random_boxes
-from vaeinpaint.model import build_model
+from vaeinpaint.modeling.checkpoint import model_config, save_checkpoint
+from vaeinpaint.modeling.model import build_model
 from vaeinpaint.params import ModelParams
 
 from conftest import run_env

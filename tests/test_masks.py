@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from vaeinpaint.masks import RandomMasks, boxes_table, boxes_to_masks, occlude, sample_boxes
+from vaeinpaint.masks.boxes import RandomMasks, boxes_table, boxes_to_masks, occlude, sample_boxes
 from vaeinpaint.params import OcclusionParams, square_side
 
 IDS = [f"{i:016x}" for i in range(60)]

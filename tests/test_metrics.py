@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 from scipy.ndimage import gaussian_filter
 
-from vaeinpaint import metrics
+from vaeinpaint.evaluation import metrics
 
 
 def ssim_by_hand(x: np.ndarray, y: np.ndarray) -> float:

@@ -1,6 +1,6 @@
 import torch
 
-from vaeinpaint.model import InpaintVAE, PaperVAE, build_model, count_parameters, kl_divergence
+from vaeinpaint.modeling.model import InpaintVAE, PaperVAE, build_model, count_parameters, kl_divergence
 from vaeinpaint.params import ModelParams
 
 

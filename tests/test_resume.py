@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from vaeinpaint.checkpoint import load_checkpoint
+from vaeinpaint.modeling.checkpoint import load_checkpoint
 
 from conftest import copy_project, run_env
 

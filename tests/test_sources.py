@@ -11,11 +11,11 @@ from pathlib import Path
 
 import pytest
 
-from vaeinpaint import downloads, sources
+from vaeinpaint.data import downloads, sources
+from vaeinpaint.data.images import prepare_folder
+from vaeinpaint.data.sources import acquire
 from vaeinpaint.errors import DataError, ParamError
-from vaeinpaint.images import prepare_folder
 from vaeinpaint.params import DataParams, Params, validate
-from vaeinpaint.sources import acquire
 
 from _samples import cmyk_jpeg, encode, exif_rotated_jpeg, jpeg, make_zip, photo, png16, rgba_png, truncated_jpeg
 from conftest import sha256

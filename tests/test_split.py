@@ -3,9 +3,9 @@ import hashlib
 import pandas as pd
 import pytest
 
+from vaeinpaint.data.split import assign_split
 from vaeinpaint.errors import ParamError
 from vaeinpaint.params import SplitParams
-from vaeinpaint.split import assign_split
 
 
 def index_of(n: int, start: int = 0) -> pd.DataFrame:

@@ -2,12 +2,12 @@ import numpy as np
 import pytest
 import torch
 
-from vaeinpaint import train as train_module
-from vaeinpaint.checkpoint import load_checkpoint, model_from_checkpoint, save_checkpoint
 from vaeinpaint.errors import DataError, TrainingError
-from vaeinpaint.evaluate import restore, score_model, summarize
-from vaeinpaint.masks import occlude
-from vaeinpaint.train import fingerprint, holdout, lr_factor, train_model
+from vaeinpaint.evaluation.evaluate import restore, score_model, summarize
+from vaeinpaint.masks.boxes import occlude
+from vaeinpaint.modeling import train as train_module
+from vaeinpaint.modeling.checkpoint import load_checkpoint, model_from_checkpoint, save_checkpoint
+from vaeinpaint.modeling.train import fingerprint, holdout, lr_factor, train_model
 
 from conftest import synthetic_images, tiny_params
 
@@ -151,8 +151,8 @@ def test_checkpoint_of_another_architecture_is_a_one_line_error(data, tmp_path):
 
 
 def test_ssim_loss_term_matches_the_reported_metric():
-    from vaeinpaint.metrics import ssim
-    from vaeinpaint.train import ssim_map
+    from vaeinpaint.evaluation.metrics import ssim
+    from vaeinpaint.modeling.train import ssim_map
 
     rng = np.random.default_rng(0)
     a = rng.random((2, 1, 40, 40))

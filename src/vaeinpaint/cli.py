@@ -63,7 +63,7 @@ def inpaint(
     """Fill a hole in a photo with the trained VAE; pixels outside the hole are kept exactly."""
     # Imported here, not at the top: torch takes seconds to load and `validate` needs none of it.
     from vaeinpaint import paths
-    from vaeinpaint.inpaint import inpaint as inpaint_photo
+    from vaeinpaint.apps.inpaint import inpaint as inpaint_photo
 
     try:
         written = inpaint_photo(

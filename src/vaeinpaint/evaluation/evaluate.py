@@ -2,7 +2,7 @@
 
 Every method (the model, each baseline) is scored the same way, on the same masks:
 `ssim` on the whole image with the known pixels pasted back, and `hole_psnr` / `hole_l1`
-over the missing pixels only (see `vaeinpaint.metrics`). The model also gets `raw_ssim`:
+over the missing pixels only (see `vaeinpaint.evaluation.metrics`). The model also gets `raw_ssim`:
 its output as the network drew it, known pixels included, as the study scored it.
 """
 
@@ -13,7 +13,7 @@ import pandas as pd
 import torch
 from PIL import Image, ImageDraw
 
-from vaeinpaint import metrics
+from vaeinpaint.evaluation import metrics
 from vaeinpaint.progress import progress
 
 

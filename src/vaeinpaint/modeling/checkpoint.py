@@ -16,7 +16,7 @@ import torch
 
 from vaeinpaint.errors import DataError
 from vaeinpaint.files import atomic_path
-from vaeinpaint.model import build_model
+from vaeinpaint.modeling.model import build_model
 from vaeinpaint.params import ModelParams
 
 

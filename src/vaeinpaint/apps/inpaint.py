@@ -20,12 +20,12 @@ import numpy as np
 import torch
 from PIL import Image, UnidentifiedImageError
 
-from vaeinpaint.baselines import TELEA_RADIUS
-from vaeinpaint.checkpoint import load_checkpoint, model_from_checkpoint
+from vaeinpaint.data.images import IMAGE_FORMATS, fit_square, to_gray_u8, upright
 from vaeinpaint.errors import DataError, ParamError
+from vaeinpaint.evaluation.baselines import TELEA_RADIUS
 from vaeinpaint.files import atomic_path
-from vaeinpaint.images import IMAGE_FORMATS, fit_square, to_gray_u8, upright
-from vaeinpaint.train import select_device
+from vaeinpaint.modeling.checkpoint import load_checkpoint, model_from_checkpoint
+from vaeinpaint.modeling.train import select_device
 
 # Output extension -> (PIL format, save options). Only lossless encodings: anything lossy
 # would change the pixels outside the hole, which this command promises to keep.

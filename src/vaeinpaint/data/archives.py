@@ -22,8 +22,8 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import IO
 
+from vaeinpaint.data.images import is_image_name
 from vaeinpaint.errors import DataError
-from vaeinpaint.images import is_image_name
 from vaeinpaint.progress import progress
 
 log = logging.getLogger(__name__)

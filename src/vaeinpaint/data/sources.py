@@ -2,8 +2,8 @@
 
 `acquire()` is the only entry point: it builds the raw folder in a temporary place and
 renames it into `data/raw/` when complete, so a failed download never looks finished.
-Downloads go through `vaeinpaint.downloads` (verified, resumable, cached outside data/),
-archives through `vaeinpaint.archives` (checked member by member before extraction).
+Downloads go through `vaeinpaint.data.downloads` (verified, resumable, cached outside data/),
+archives through `vaeinpaint.data.archives` (checked member by member before extraction).
 """
 
 from __future__ import annotations
@@ -21,11 +21,11 @@ from pathlib import Path, PurePosixPath
 import numpy as np
 from PIL import Image
 
-from vaeinpaint.archives import ImageChooser, extract_images
-from vaeinpaint.downloads import cache_dir, retrieve, verify_local
+from vaeinpaint.data.archives import ImageChooser, extract_images
+from vaeinpaint.data.downloads import cache_dir, retrieve, verify_local
+from vaeinpaint.data.images import IMAGE_EXTENSIONS, SOURCE_FILE, list_image_files
 from vaeinpaint.errors import DataError
 from vaeinpaint.files import atomic_dir, file_hash, write_json
-from vaeinpaint.images import IMAGE_EXTENSIONS, SOURCE_FILE, list_image_files
 from vaeinpaint.params import DataParams
 from vaeinpaint.progress import progress, progress_enabled
 

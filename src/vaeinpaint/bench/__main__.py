@@ -20,10 +20,10 @@ from dataclasses import replace
 import torch
 import typer
 
-from vaeinpaint.masks import RandomMasks
-from vaeinpaint.model import build_model, count_parameters
+from vaeinpaint.masks.boxes import RandomMasks
+from vaeinpaint.modeling.model import build_model, count_parameters
+from vaeinpaint.modeling.train import autocast_for, make_optimizer, select_device, training_step
 from vaeinpaint.params import ModelParams, OcclusionParams, Params, TrainParams
-from vaeinpaint.train import autocast_for, make_optimizer, select_device, training_step
 
 SIZE = 100
 
@@ -135,7 +135,7 @@ def run(
             result["compiled_train_img_per_s"] = None
             result["compile_error"] = f"{exc.__class__.__name__}: {str(exc).splitlines()[0][:100]}"
     if prepare:
-        from vaeinpaint.bench_prepare import bench_prepare
+        from vaeinpaint.bench.prepare import bench_prepare
 
         result.update(bench_prepare(quick=quick))
     return result

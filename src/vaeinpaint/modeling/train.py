@@ -36,14 +36,14 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from vaeinpaint.checkpoint import load_checkpoint, model_config, save_checkpoint
+from vaeinpaint.data.split import split_key
 from vaeinpaint.errors import TrainingError
 from vaeinpaint.files import file_hash
-from vaeinpaint.masks import RandomMasks
-from vaeinpaint.model import build_model, count_parameters, kl_divergence
+from vaeinpaint.masks.boxes import RandomMasks
+from vaeinpaint.modeling.checkpoint import load_checkpoint, model_config, save_checkpoint
+from vaeinpaint.modeling.model import build_model, count_parameters, kl_divergence
 from vaeinpaint.params import Params, TrainParams
 from vaeinpaint.progress import progress
-from vaeinpaint.split import split_key
 
 log = logging.getLogger(__name__)
 

@@ -4,7 +4,7 @@
 the same files, `prepare_folder` (draft-mode decoding on every core) and the loop a user
 would write first: one process, `Image.open(p).convert("L").resize((100, 100))`. Their
 ratio holds on a busy machine better than either figure. `python -m
-vaeinpaint.bench_prepare [--quick]` prints them; `python -m vaeinpaint.bench` includes them.
+vaeinpaint.bench.prepare [--quick]` prints them; `python -m vaeinpaint.bench` includes them.
 """
 
 from __future__ import annotations
@@ -18,8 +18,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from vaeinpaint.images import prepare_folder
-from vaeinpaint.sources import load_builtin_photo
+from vaeinpaint.data.images import prepare_folder
+from vaeinpaint.data.sources import load_builtin_photo
 
 SIZE = 100
 SIDE = 1024

@@ -1,0 +1,1 @@
+"""What users run on their own photos: `vaeinpaint inpaint`."""

@@ -1,0 +1,1 @@
+"""`python -m vaeinpaint.bench`: speed and size figures, as ratios from one run."""

@@ -1,0 +1,1 @@
+"""Data in: acquiring raw images (sources, downloads, archives), preparing them (images), the on-disk formats (dataset) and the split."""

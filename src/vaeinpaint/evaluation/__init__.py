@@ -1,0 +1,1 @@
+"""Scoring restorations: the model's and the classical fills', on the same masks."""

@@ -1,0 +1,1 @@
+"""The VAEs, their training loop and checkpoints."""
