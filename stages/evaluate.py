@@ -9,7 +9,7 @@ from vaeinpaint.cli import run_stage
 from vaeinpaint.data.dataset import load_subset, read_images, read_masks, read_split
 from vaeinpaint.data.split import SUBSETS
 from vaeinpaint.evaluation.baselines import evenly_spaced
-from vaeinpaint.evaluation.evaluate import restore, sample_grid, score_model, summarize
+from vaeinpaint.evaluation.evaluate import diversity, restore, sample_grid, score_model, summarize
 from vaeinpaint.files import atomic_path, read_json, write_csv, write_json
 from vaeinpaint.modeling.checkpoint import load_checkpoint, model_from_checkpoint
 from vaeinpaint.modeling.train import select_device
@@ -28,6 +28,12 @@ def main(params_file: Path = paths.PARAMS) -> None:
         raw = restore(model, subset.images, subset.masks, device, params.evaluate.batch_size)
         table = score_model(subset.images, subset.masks, raw)
         results[subset_name] = summarize(table)
+        if subset_name == "test" and params.evaluate.samples >= 2:
+            results[subset_name].update(
+                diversity(
+                    model, subset.images, subset.masks, params.evaluate.samples, params.train.seed, device, params.evaluate.batch_size
+                )
+            )
         tables.append(table.assign(id=subset.ids, subset=subset_name))
         if subset_name == "test" and params.evaluate.grid_images:
             # The same test images in every experiment, spread over the set (and its classes).

@@ -106,6 +106,7 @@ class BaselinesParams:
 class EvaluateParams:
     batch_size: int = 256
     grid_images: int = 8
+    samples: int = 4  # K completions per test image drawn from the latent for the diversity figures (< 2: off)
 
 
 @dataclass(frozen=True)
@@ -332,6 +333,7 @@ def validate(p: Params, *, check_paths: bool = True, base: Path = Path(".")) -> 
 
     _positive("evaluate.batch_size", p.evaluate.batch_size)
     _non_negative("evaluate.grid_images", p.evaluate.grid_images)
+    _non_negative("evaluate.samples", p.evaluate.samples)
 
 
 def square_side(size: int, ratio: float, ratio_of: str) -> int:

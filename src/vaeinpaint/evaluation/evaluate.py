@@ -91,3 +91,43 @@ def sample_grid(originals: np.ndarray, masks: np.ndarray, raw: np.ndarray, title
     if title:
         draw.text((pad, grid.height - 12), title, fill=0)
     return grid
+
+
+def diversity(
+    model: torch.nn.Module,
+    originals: np.ndarray,
+    masks: np.ndarray,
+    k: int,
+    seed: int,
+    device: torch.device | str = "cpu",
+    batch_size: int = 256,
+) -> dict[str, float]:
+    """How different `k` completions drawn from the latent are, and how good the best is.
+
+    - `samples_hole_l1_pairwise`: mean absolute difference inside the hole between two draws,
+      averaged over the k (k - 1) / 2 pairs and the images (0: the latent is ignored);
+    - `best_of_k_ssim_mean` / `_std`: per image the best SSIM among the k draws (known pixels
+      pasted back), as Pluralistic reports best-of-50. It is an oracle: it looks at the
+      original to choose, so it is an upper bound, not what a user gets from one draw;
+    - `sample_ssim_mean`: the mean SSIM of a single draw, to read both against.
+    Draw j uses a generator seeded `seed + j`, so the figures are reproducible."""
+    if k < 2:
+        raise ValueError("diversity needs at least two samples")
+    device = torch.device(device)
+    draws = [
+        restore(model, originals, masks, device, batch_size, sample=True, generator=torch.Generator(device=device).manual_seed(seed + j))
+        for j in range(k)
+    ]
+    hole = masks.astype(bool)
+    hole_pixels = np.maximum(hole.reshape(len(hole), -1).sum(1), 1)
+    pair_l1 = [(np.abs(draws[a] - draws[b]) * hole).reshape(len(hole), -1).sum(1) / hole_pixels for a in range(k) for b in range(a + 1, k)]
+    reference = originals.astype(np.float64) / 255.0
+    ssims = np.stack([metrics.ssim_batch(reference, metrics.paste_back(reference, d.astype(np.float64), masks)) for d in draws])
+    best = metrics.summary(ssims.max(axis=0))
+    return {
+        "samples": k,
+        "samples_hole_l1_pairwise": round(float(np.mean(pair_l1)), 6),
+        "best_of_k_ssim_mean": best["mean"],
+        "best_of_k_ssim_std": best["std"],
+        "sample_ssim_mean": metrics.summary(ssims.mean(axis=0))["mean"],
+    }
