@@ -11,7 +11,8 @@ from vaeinpaint.data.split import SUBSETS
 from vaeinpaint.evaluation.baselines import evenly_spaced
 from vaeinpaint.evaluation.evaluate import diversity, restore, sample_grid, score_model, summarize
 from vaeinpaint.files import atomic_path, read_json, write_csv, write_json
-from vaeinpaint.modeling.checkpoint import load_checkpoint, model_from_checkpoint
+from vaeinpaint.modeling.checkpoint import check_fits_pipeline, load_checkpoint, model_from_checkpoint
+from vaeinpaint.modeling.layout import color_of
 from vaeinpaint.modeling.train import select_device
 from vaeinpaint.params import load_params
 
@@ -19,8 +20,10 @@ from vaeinpaint.params import load_params
 def main(params_file: Path = paths.PARAMS) -> None:
     params = load_params(params_file)
     device = select_device(params.train.device)
-    model, _ = model_from_checkpoint(load_checkpoint(paths.CHECKPOINT), device)
     images, split, masks = read_images(), read_split(), read_masks()
+    state = load_checkpoint(paths.CHECKPOINT)
+    check_fits_pipeline(state, paths.CHECKPOINT, images.shape[1], color_of(images))  # the prepared data says what this pipeline is
+    model, _ = model_from_checkpoint(state, device)
 
     results, tables, grid = {}, [], None
     for subset_name in SUBSETS:

@@ -1,4 +1,4 @@
-"""DVC stage `prepare`: grayscale, resize to `prepare.size`, one array + an index table."""
+"""DVC stage `prepare`: gray or colour (`prepare.color`), resize to `prepare.size`, one array + an index table."""
 
 from pathlib import Path
 
@@ -12,7 +12,7 @@ from vaeinpaint.params import load_params
 
 def main(params_file: Path = paths.PARAMS) -> None:
     p = load_params(params_file).prepare
-    prepared = prepare_folder(paths.RAW_DIR, p.size, p.fit, p.workers)
+    prepared = prepare_folder(paths.RAW_DIR, p.size, p.fit, p.workers, p.color)
     write_prepared(prepared.images, prepared.index)
     write_json(paths.PREPARE_METRICS, prepared.stats)
 

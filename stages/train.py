@@ -34,7 +34,7 @@ def main(params_file: Path = paths.PARAMS) -> None:
     if params.train.gpus > 1 and not launched_by_torchrun():
         raise SystemExit(relaunch_with_torchrun(params.train.gpus, __file__, sys.argv[1:]))
     dist = init_distributed(params.train.device)
-    subset = load_subset("train")
+    subset = load_subset("train", lazy=True)  # read from the memory map: resident on the device, or streamed (feed.py)
     resume = paths.project_root() / paths.RESUME_DIR / f"{fingerprint(params, list(INPUTS.values()))}.pt"
 
     run = tracking.start_run(tracking.run_name(), tracking.run_tags(INPUTS)) if dist.main else tracking.NullRun()

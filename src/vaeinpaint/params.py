@@ -22,6 +22,9 @@ SOURCES = ("builtin", "folder", "url", "ffhq", "animals10")
 FFHQ_VARIANTS = ("thumbnails128", "images1024")
 URL_SCHEMES = ("http", "https", "file")
 FITS = ("stretch", "center-crop")
+COLORS = ("gray", "rgb")
+SIZES = (32, 512)  # prepare.size range of the default model (its four stride-2 stages take any size in it)
+AUGMENTS = ("flip", "crop")  # train.augment's operations, in the order they are applied
 RATIO_OF = ("area", "side")
 ARCHS = ("inpaint", "paper")
 DEVICES = ("auto", "cpu", "cuda")
@@ -46,6 +49,7 @@ class DataParams:
 class PrepareParams:
     size: int = 100
     fit: str = "stretch"
+    color: str = "gray"  # gray: uint8 [N, S, S] (the study); rgb: uint8 [N, S, S, 3]
     workers: int = 0  # 0: all cores
 
 
@@ -93,6 +97,8 @@ class TrainParams:
     max_minutes: float = 0.0  # 0: no time budget
     gpus: int = 1
     compile: bool = False
+    augment: str = "none"  # none | flip | crop | flip+crop (a list [flip, crop] is read as flip+crop)
+    resident_fraction: float = 0.5  # keep the training set on the device if it fits in this share of its free memory
 
 
 @dataclass(frozen=True)
@@ -179,8 +185,36 @@ def _build(block: str, cls: type, raw: dict[str, Any]) -> Any:
     for name in known:
         default = getattr(defaults, name)
         value = raw.get(name, default)
+        if f"{block}.{name}" == "train.augment":
+            value = augment_value(value)
         values[name] = _coerce(f"{block}.{name}", value, default)
     return cls(**values)
+
+
+def augment_value(value: Any) -> str:
+    """`train.augment` as one canonical string: `none`, or its operations joined by `+` in
+    the order they are applied (`flip+crop`), whether it was written `flip+crop`,
+    `[crop, flip]` or `flip,crop`."""
+    if value is None:
+        return "none"
+    if isinstance(value, str):
+        parts = [v.strip() for v in value.replace(",", "+").split("+")]
+    elif isinstance(value, (list, tuple)):
+        parts = [str(v).strip() for v in value]
+    else:
+        raise ParamError(f"train.augment: expected none, flip, crop, flip+crop or a list of them, got {value!r}")
+    ops = {p for p in parts if p and p != "none"}
+    unknown = sorted(ops - set(AUGMENTS))
+    if unknown:
+        raise ParamError(
+            f"train.augment: unknown value {unknown[0]!r} (expected none, flip, crop, flip+crop or a list of {', '.join(AUGMENTS)})"
+        )
+    return "+".join(op for op in AUGMENTS if op in ops) or "none"
+
+
+def augment_ops(value: str) -> tuple[str, ...]:
+    """The operations of a (canonical) `train.augment`: () for none, ("flip", "crop") for flip+crop."""
+    return tuple(op for op in value.split("+") if op in AUGMENTS)
 
 
 def _coerce(name: str, value: Any, default: Any) -> Any:
@@ -273,8 +307,9 @@ def validate(p: Params, *, check_paths: bool = True, base: Path = Path(".")) -> 
             raise ParamError(f"data.path: {d.path} is not a folder")
 
     _one_of("prepare.fit", p.prepare.fit, FITS)
-    if not 8 <= p.prepare.size <= 1024:
-        raise ParamError(f"prepare.size: must be between 8 and 1024 pixels, got {p.prepare.size}")
+    _one_of("prepare.color", p.prepare.color, COLORS)
+    if not SIZES[0] <= p.prepare.size <= SIZES[1]:
+        raise ParamError(f"prepare.size: must be between {SIZES[0]} and {SIZES[1]} pixels, got {p.prepare.size}")
     _non_negative("prepare.workers", p.prepare.workers)
 
     s = p.split
@@ -310,6 +345,8 @@ def validate(p: Params, *, check_paths: bool = True, base: Path = Path(".")) -> 
         _positive(f"model.{name}", getattr(m, name))
     if m.arch == "paper" and p.prepare.size != 100:
         raise ParamError(f"model.arch: 'paper' is defined for 100x100 images, but prepare.size is {p.prepare.size}")
+    if m.arch == "paper" and p.prepare.color != "gray":
+        raise ParamError(f"model.arch: 'paper' takes gray images only, but prepare.color is {p.prepare.color!r} (use model.arch: inpaint)")
 
     t = p.train
     _one_of("train.device", t.device, DEVICES)
@@ -324,6 +361,8 @@ def validate(p: Params, *, check_paths: bool = True, base: Path = Path(".")) -> 
         raise ParamError(f"train.val_fraction: must be in [0, 0.5), got {t.val_fraction}")
     if t.gpus < 1:
         raise ParamError(f"train.gpus: must be >= 1, got {t.gpus}")
+    if not 0 < t.resident_fraction <= 1:
+        raise ParamError(f"train.resident_fraction: must be in (0, 1], got {t.resident_fraction}")
 
     b = p.baselines
     for method in b.methods:

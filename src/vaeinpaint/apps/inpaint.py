@@ -1,11 +1,13 @@
 """Inpaint one photo of any size and mode with a trained checkpoint (`vaeinpaint inpaint`).
 
-The model works at its training size on 8-bit gray, so the photo's gray version is stretched
-to that size (as `prepare.fit: stretch` does), the hole is shrunk so that any model pixel
-partly over it counts as missing, and the model's completion is resized back (bicubic). It
-becomes the photo's luma inside the hole only: colour photos get the hole's chroma from
-OpenCV's Telea inpainting, alpha is left alone, and every pixel outside the hole is written
-back exactly as it was read. Outputs are lossless, and checked to decode to what was meant.
+The model works at its training size and colour, so the photo's gray or RGB version is
+stretched to that size (as `prepare.fit: stretch` does), the hole is shrunk so that any model
+pixel partly over it counts as missing, and the model's completion is resized back (bicubic).
+A colour model fills colour photos directly (gray photos get its completion's luma). A gray
+model's completion becomes the photo's luma inside the hole only: colour photos then get the
+hole's chroma from OpenCV's Telea inpainting. Alpha is left alone, and every pixel outside the
+hole is written back exactly as it was read. Outputs are lossless, and checked to decode to
+what was meant.
 """
 
 from __future__ import annotations
@@ -20,11 +22,11 @@ import numpy as np
 import torch
 from PIL import Image, UnidentifiedImageError
 
-from vaeinpaint.data.images import IMAGE_FORMATS, fit_square, to_gray_u8, upright
+from vaeinpaint.data.images import IMAGE_FORMATS, fit_square, to_gray_u8, to_rgb_u8, upright
 from vaeinpaint.errors import DataError, ParamError
 from vaeinpaint.evaluation.baselines import TELEA_RADIUS
 from vaeinpaint.files import atomic_path
-from vaeinpaint.modeling.checkpoint import load_checkpoint, model_from_checkpoint
+from vaeinpaint.modeling.checkpoint import checkpoint_color, load_checkpoint, model_from_checkpoint
 from vaeinpaint.modeling.train import select_device
 
 # Output extension -> (PIL format, save options). Only lossless encodings: anything lossy
@@ -267,13 +269,22 @@ def model_gray(photo: Image.Image, size: int) -> np.ndarray:
     return np.asarray(gray, dtype=np.float32) / 255.0
 
 
+def model_view(photo: Image.Image, size: int, color: str) -> np.ndarray:
+    """The photo as the pipeline prepares `color` images: float [s, s] (gray) or [s, s, 3] (rgb)."""
+    if color == "gray":
+        return model_gray(photo, size)
+    return np.asarray(fit_square(to_rgb_u8(photo), size, "stretch"), dtype=np.float32) / 255.0
+
+
 @torch.no_grad()
 def completions(
-    model: torch.nn.Module, gray: np.ndarray, mask: np.ndarray, samples: int, seed: int, device: torch.device
+    model: torch.nn.Module, view: np.ndarray, mask: np.ndarray, samples: int, seed: int, device: torch.device
 ) -> list[np.ndarray]:
-    """The model's completions (float32 [s, s], known pixels pasted back). One sample: the
-    latent's mean, deterministic. K samples: latents drawn with generators seeded seed + k."""
-    x = torch.from_numpy(gray).to(device)[None, None]
+    """The model's completions (float32 shaped like `view`: [s, s] or [s, s, 3]; known pixels
+    pasted back). One sample: the latent's mean, deterministic. K samples: latents drawn with
+    generators seeded seed + k."""
+    x = torch.from_numpy(view).to(device)
+    x = x[None, None] if x.ndim == 2 else x.permute(2, 0, 1)[None]
     m = torch.from_numpy(mask.astype(np.float32)).to(device)[None, None]
     if samples == 1:
         draws = [(False, None)]
@@ -284,12 +295,15 @@ def completions(
         out, _, _ = model(x * (1 - m), m, sample=sample, generator=generator)
         # Known pixels pasted back first, so that resizing up blends the fill into the real
         # surroundings at the hole's edge, not into the model's blurrier copy of them.
-        results.append(torch.where(m > 0, out, x)[0, 0].float().cpu().numpy())
+        filled = torch.where(m > 0, out, x)[0].float().cpu()
+        results.append((filled[0] if view.ndim == 2 else filled.permute(1, 2, 0)).numpy())
     return results
 
 
 def enlarge(small: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-    """float [s, s] -> float [H, W] in [0, 1], bicubic."""
+    """float [s, s] (or [s, s, C], channel by channel) -> float [H, W] ([H, W, C]) in [0, 1], bicubic."""
+    if small.ndim == 3:
+        return np.stack([enlarge(small[..., c], size) for c in range(small.shape[-1])], axis=-1)
     image = Image.fromarray(small.astype(np.float32))
     return np.clip(np.asarray(image.resize(size, Image.Resampling.BICUBIC)), 0.0, 1.0)
 
@@ -298,9 +312,15 @@ def enlarge(small: np.ndarray, size: tuple[int, int]) -> np.ndarray:
 
 
 def fill_photo(photo: Image.Image, hole: np.ndarray, luma: np.ndarray) -> Image.Image:
-    """`photo` with its hole's luma replaced by `luma` (float [H, W] in [0, 1]); pixels
-    outside the hole and the alpha channel are copied unchanged."""
+    """`photo` with its hole's luma replaced by `luma` (float [H, W] in [0, 1]), or with a
+    colour model's `luma` ([H, W, 3]), its hole's RGB; pixels outside the hole and the alpha
+    channel are copied unchanged."""
     pixels = np.array(photo)  # a copy
+    if luma.ndim == 3:  # a colour model's fill
+        if photo.mode in COLOUR_MODES:
+            pixels[..., :3][hole] = to_u8(luma[hole])
+            return Image.fromarray(pixels)
+        luma = luma @ np.array([0.299, 0.587, 0.114], dtype=np.float32)  # ITU-R 601 luma, as PIL's RGB -> L
     if photo.mode == WIDE_MODE:
         pixels[hole] = np.rint(luma[hole] * 65535.0).astype(np.uint16)
     elif photo.mode == "L":
@@ -414,12 +434,13 @@ def inpaint(
     if save_mask is not None and save_mask.resolve() in {path.resolve() for path in outputs}:
         raise ParamError(f"--save-mask {save_mask}: is also where the inpainted photo goes; pick another name")
     torch_device = select_inpaint_device(device)
-    model, size = model_from_checkpoint(load_checkpoint(checkpoint), torch_device)
+    state = load_checkpoint(checkpoint)
+    model, size = model_from_checkpoint(state, torch_device)
 
     photo = load_photo(photo_path)
     hole = hole_from_options(photo.image.size, mask, box, ratio, count, seed)
     small_mask = model_mask(hole, size)
-    fills = completions(model, model_gray(photo.image, size), small_mask, samples, seed, torch_device)
+    fills = completions(model, model_view(photo.image, size, checkpoint_color(state)), small_mask, samples, seed, torch_device)
 
     files = {
         path: encode(fill_photo(photo.image, hole, enlarge(fill, photo.image.size)), path, photo.icc_profile)

@@ -4,7 +4,8 @@ Prints a readable table, then as its last line one JSON object. Every figure is 
 in this run on this device, so figures can be compared as ratios even on a noisy machine:
 - training throughput (images/s) of the default model and of the study's architecture
   (`model.arch: paper`), through the same `training_step` the pipeline uses, on data that
-  lives on the device, with the fresh random masks training draws;
+  lives on the device, with the fresh random masks training draws; and of the default model
+  on RGB images (`prepare.color: rgb`) beside gray;
 - evaluation throughput of the default model;
 - checkpoint sizes (model + optimizer state) as `torch.save` writes them;
 - prepare throughput against a naive PIL loop on 1024x1024 JPEGs (`bench_prepare`).
@@ -21,6 +22,7 @@ import torch
 import typer
 
 from vaeinpaint.masks.boxes import RandomMasks
+from vaeinpaint.modeling.layout import to_model
 from vaeinpaint.modeling.model import build_model, count_parameters
 from vaeinpaint.modeling.train import autocast_for, make_optimizer, select_device, training_step
 from vaeinpaint.params import ModelParams, OcclusionParams, Params, TrainParams
@@ -47,22 +49,26 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def measure_training(model_params: ModelParams, train_params: TrainParams, device: torch.device, steps: int, warmup: int) -> dict:
-    """Images/s of training steps (after `warmup` steps), and the checkpoint's size in MB."""
+def measure_training(
+    model_params: ModelParams, train_params: TrainParams, device: torch.device, steps: int, warmup: int, channels: int = 1
+) -> dict:
+    """Images/s of training steps (after `warmup` steps) on images of `channels` (1 gray, 3 RGB),
+    and the checkpoint's size in MB."""
     torch.manual_seed(0)
-    model = build_model(model_params).to(device).to(memory_format=torch.channels_last)
+    model = build_model(model_params, channels).to(device).to(memory_format=torch.channels_last)
     if train_params.compile:
         model = torch.compile(model)
     optimizer = make_optimizer(model, train_params, device)
     autocast = autocast_for(device, train_params.precision)
     batch = train_params.batch_size
-    images = torch.randint(0, 256, (max(batch * 4, 256), SIZE, SIZE), dtype=torch.uint8, device=device)
+    shape = (max(batch * 4, 256), SIZE, SIZE) + ((channels,) if channels > 1 else ())  # as images.npy stores them
+    images = torch.randint(0, 256, shape, dtype=torch.uint8, device=device)
     masks = RandomMasks(SIZE, OcclusionParams(), seed=0, device=device)
     generator = masks.for_epoch(0)
 
     def step() -> None:
         idx = torch.randint(0, len(images), (batch,), device=device, generator=generator)
-        x = images[idx].unsqueeze(1).float().div_(255.0).contiguous(memory_format=torch.channels_last)
+        x = to_model(images[idx])
         m = masks.draw(batch, generator).contiguous(memory_format=torch.channels_last)
         training_step(model, optimizer, x, m, train_params, autocast, generator)
 
@@ -109,6 +115,7 @@ def run(
     batch_size = batch_size or (defaults.train.batch_size if cpu else 512)
     ours_train = replace(defaults.train, batch_size=batch_size)
     ours = measure_training(defaults.model, ours_train, device, steps, warmup)
+    colour = measure_training(defaults.model, ours_train, device, steps, warmup, channels=3)
     # The paper's model runs ~1 image/s on a CPU: a few images are enough to time it.
     paper_train = replace(defaults.train, batch_size=(4 if quick else 8) if cpu else 64)
     paper_steps, paper_warmup = ((1, 1) if quick else (3, 1)) if cpu else (steps, warmup)
@@ -119,6 +126,8 @@ def run(
         "threads": torch.get_num_threads(),
         "train_batch_size": batch_size,
         "train_img_per_s": round(ours["img_per_s"], 1),
+        "rgb_train_img_per_s": round(colour["img_per_s"], 1),
+        "rgb_vs_gray_train": round(colour["img_per_s"] / ours["img_per_s"], 3),
         "paper_train_img_per_s": round(paper["img_per_s"], 2),
         "train_speedup_vs_paper": round(ours["img_per_s"] / paper["img_per_s"], 1),
         "eval_img_per_s": round(measure_eval(defaults.model, device, 256, 3 if quick else 10), 1),

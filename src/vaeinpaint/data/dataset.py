@@ -1,6 +1,6 @@
 """Reading and writing the pipeline's data artifacts (the formats live here, once).
 
-- prepared: `images.npy` (uint8 [N, size, size]) + `index.csv` (id, row, path, sha256, label, ...)
+- prepared: `images.npy` (uint8 [N, size, size] gray, [N, size, size, 3] RGB) + `index.csv` (id, row, path, sha256, label, ...)
 - split: `split.csv` (id, row, subset)
 - masks: `masks.npz` (`train`, `test`: uint8 [n, size, size], 1 = missing) + `boxes.csv`
 Masks are stored in split order: the i-th mask of a subset belongs to its i-th image.
@@ -54,17 +54,43 @@ def write_masks(masks: dict[str, np.ndarray], boxes: pd.DataFrame, folder: Path 
     write_csv(folder / paths.BOXES.name, boxes)
 
 
+class SubsetImages:
+    """One subset's rows of the memory-mapped `images.npy`, read only when indexed: what
+    training streams from when the set is too big for the device (`modeling.feed`).
+    `view[idx]` is `source[rows[idx]]`; `np.asarray(view)` reads them all."""
+
+    def __init__(self, source: np.ndarray, rows: np.ndarray):
+        self.source, self.rows = source, np.asarray(rows, dtype=np.int64)
+        self.shape = (len(self.rows), *source.shape[1:])
+        self.dtype = source.dtype
+        self.ndim = source.ndim
+        self.nbytes = int(np.prod(self.shape)) * source.dtype.itemsize
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def __getitem__(self, idx) -> np.ndarray:
+        return self.source[self.rows[idx]]
+
+    def __array__(self, dtype=None, copy=None) -> np.ndarray:
+        array = self.source[self.rows]
+        return array if dtype is None else array.astype(dtype)
+
+
 @dataclass
 class Subset:
     """One subset (train or test) in split order: ids, uint8 images and masks."""
 
     name: str
     ids: list[str]
-    images: np.ndarray
+    images: np.ndarray | SubsetImages
     masks: np.ndarray
 
 
-def load_subset(name: str, images: np.ndarray | None = None, split: pd.DataFrame | None = None, masks: dict | None = None) -> Subset:
+def load_subset(
+    name: str, images: np.ndarray | None = None, split: pd.DataFrame | None = None, masks: dict | None = None, lazy: bool = False
+) -> Subset:
+    """The subset `name`. `lazy`: its images stay in the memory-mapped file until indexed."""
     images = read_images() if images is None else images
     split = read_split() if split is None else split
     masks = read_masks() if masks is None else masks
@@ -72,7 +98,9 @@ def load_subset(name: str, images: np.ndarray | None = None, split: pd.DataFrame
     rows = chosen["row"].to_numpy()
     if len(rows) and rows.max() >= len(images):
         raise DataError(f"{paths.SPLIT}: refers to image row {rows.max()} but {paths.IMAGES} has {len(images)} (re-run `dvc repro split`)")
-    subset_masks = masks.get(name, np.zeros((0,) + images.shape[1:], np.uint8))
+    subset_masks = masks.get(name, np.zeros((0,) + images.shape[1:3], np.uint8))
     if len(subset_masks) != len(rows):
         raise DataError(f"{paths.MASKS}: {len(subset_masks)} {name} masks for {len(rows)} {name} images (re-run `dvc repro occlude`)")
+    if lazy:
+        return Subset(name, chosen["id"].tolist(), SubsetImages(images, rows), subset_masks)
     return Subset(name, chosen["id"].tolist(), np.ascontiguousarray(images[rows]), subset_masks)

@@ -1,6 +1,7 @@
-"""Decode any image PIL reads into an 8-bit grayscale square, and prepare a whole folder.
+"""Decode any image PIL reads into an 8-bit gray or colour square, and prepare a whole folder.
 
-The prepared set is one uint8 array `[N, size, size]` (`images.npy`) plus an index table
+The prepared set is one uint8 array (`images.npy`: `[N, size, size]` gray, the study's, or
+`[N, size, size, 3]` RGB with `prepare.color: rgb`) plus an index table
 (`index.csv`: id, row, path, sha256, label, label_en, width, height), instead of tens of
 thousands of small files. Exact duplicates (same bytes) are kept once; unreadable files are
 skipped and counted by reason, never fatal.
@@ -87,6 +88,21 @@ def to_gray_u8(image: Image.Image) -> Image.Image:
     return Image.alpha_composite(white, rgba).convert("L")
 
 
+def to_rgb_u8(image: Image.Image) -> Image.Image:
+    """Any PIL mode -> 8-bit RGB. Transparency is composited onto white, as `to_gray_u8`
+    does; modes without colour (gray, 16-bit, float, LAB's lightness) become gray RGB."""
+    mode = image.mode
+    if mode == "RGB":
+        return image
+    if mode in ("1", "L", "YCbCr", "CMYK", "HSV"):
+        return image.convert("RGB")
+    if mode.startswith("I") or mode in ("F", "LAB"):
+        return to_gray_u8(image).convert("RGB")
+    rgba = image.convert("RGBA")
+    white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+    return Image.alpha_composite(white, rgba).convert("RGB")
+
+
 def fit_square(image: Image.Image, size: int, fit: str) -> Image.Image:
     """`stretch`: resize to size x size whatever the aspect ratio (as the study did);
     `center-crop`: crop the central square, then resize. Large images are first shrunk by
@@ -116,20 +132,25 @@ def decode_gray(data: bytes, size: int, fit: str) -> tuple[np.ndarray, tuple[int
     orientation is applied before resizing. Raises (OSError, ValueError, ...) for anything
     unreadable; UnidentifiedImageError for what is not an image of IMAGE_FORMATS.
     """
+    return decode(data, size, fit, "gray")
+
+
+def decode(data: bytes, size: int, fit: str, color: str) -> tuple[np.ndarray, tuple[int, int]]:
+    """`decode_gray`, or with `color="rgb"` uint8 [size, size, 3] in R, G, B order."""
     with Image.open(io.BytesIO(data), formats=IMAGE_FORMATS) as image:
         width, height = image.size
         if isinstance(image, JpegImageFile):  # JPEG and MPO
-            image.draft("L", (size, size))
+            image.draft("L" if color == "gray" else "RGB", (size, size))
         image.seek(0)  # GIF, TIFF: first frame
         image.load()
         stored = image.size
         image = upright(image)
         if image.size != stored:  # turned by 90 degrees
             width, height = height, width
-        gray = to_gray_u8(image)
-        if gray.size != (size, size):
-            gray = fit_square(gray, size, fit)
-        return np.asarray(gray, dtype=np.uint8), (width, height)
+        pixels = to_gray_u8(image) if color == "gray" else to_rgb_u8(image)
+        if pixels.size != (size, size):
+            pixels = fit_square(pixels, size, fit)
+        return np.asarray(pixels, dtype=np.uint8), (width, height)
 
 
 @dataclass(frozen=True)
@@ -142,8 +163,8 @@ class Decoded:
     skip_reason: str = ""
 
 
-def _decode_file(args: tuple[Path, str, int, str]) -> Decoded:
-    path, rel, size, fit = args
+def _decode_file(args: tuple[Path, str, int, str, str]) -> Decoded:
+    path, rel, size, fit, color = args
     try:
         data = path.read_bytes()
     except OSError as exc:
@@ -154,7 +175,7 @@ def _decode_file(args: tuple[Path, str, int, str]) -> Decoded:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            pixels, (w, h) = decode_gray(data, size, fit)
+            pixels, (w, h) = decode(data, size, fit, color)
     except UnidentifiedImageError:
         return Decoded(rel, digest, None, 0, 0, "not an image")
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):
@@ -184,9 +205,9 @@ def usable_cpus() -> int:
         return os.cpu_count() or 1
 
 
-def decode_all(files: list[tuple[Path, str]], size: int, fit: str, workers: int) -> list[Decoded]:
+def decode_all(files: list[tuple[Path, str]], size: int, fit: str, workers: int, color: str = "gray") -> list[Decoded]:
     """Decode `(path, relative path)` pairs in order, on `workers` processes (0: every usable CPU)."""
-    tasks = [(path, rel, size, fit) for path, rel in files]
+    tasks = [(path, rel, size, fit, color) for path, rel in files]
     workers = workers or usable_cpus()
     _init_worker()
     if workers == 1 or len(tasks) < 64:
@@ -226,18 +247,19 @@ def read_labeling(raw: Path) -> Labeling:
 
 @dataclass
 class PreparedSet:
-    images: np.ndarray  # uint8 [N, size, size]
+    images: np.ndarray  # uint8 [N, size, size] (gray) or [N, size, size, 3] (rgb)
     index: pd.DataFrame  # id, row, path, sha256, label, label_en, width, height
     stats: dict
 
 
-def prepare_folder(raw: Path, size: int, fit: str, workers: int = 0) -> PreparedSet:
-    """Decode every image under `raw` into one array plus an index table."""
+def prepare_folder(raw: Path, size: int, fit: str, workers: int = 0, color: str = "gray") -> PreparedSet:
+    """Decode every image under `raw` into one array plus an index table. The index (and so
+    the split, which ranks images by their file's sha256) does not depend on `color`."""
     started = time.perf_counter()
     labeling = read_labeling(raw)
     paths = list_image_files(raw)
     files = [(p, p.relative_to(raw).as_posix()) for p in paths]
-    decoded = decode_all(files, size, fit, workers)
+    decoded = decode_all(files, size, fit, workers, color)
 
     kept: list[Decoded] = []
     seen: set[str] = set()
@@ -255,7 +277,7 @@ def prepare_folder(raw: Path, size: int, fit: str, workers: int = 0) -> Prepared
     if not kept:
         raise_empty(raw, len(files), reasons)
 
-    images = np.stack([item.pixels for item in kept]) if kept else np.zeros((0, size, size), np.uint8)
+    images = np.stack([item.pixels for item in kept])
     labels = [labeling.of(item.path) for item in kept]
     index = pd.DataFrame(
         {
@@ -278,6 +300,7 @@ def prepare_folder(raw: Path, size: int, fit: str, workers: int = 0) -> Prepared
         "skipped_reasons": dict(sorted(reasons.items())),
         "size": size,
         "fit": fit,
+        "color": color,
         "seconds": round(seconds, 2),
         "images_per_s": round(len(files) / seconds, 1) if seconds > 0 else None,
     }

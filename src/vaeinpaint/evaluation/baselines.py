@@ -1,8 +1,10 @@
 """Classical fills, scored on the same masks as the model.
 
 - `corrupted`: the damaged input itself (holes left black): the floor any method must beat.
-- `biharmonic`: scikit-image's `inpaint_biharmonic` (smooth continuation of the border).
-- `telea`: OpenCV's fast marching method (`cv2.inpaint`, `INPAINT_TELEA`, radius 3).
+- `biharmonic`: scikit-image's `inpaint_biharmonic` (smooth continuation of the border);
+  colour images with `channel_axis=-1` (each channel continued on its own).
+- `telea`: OpenCV's fast marching method (`cv2.inpaint`, `INPAINT_TELEA`, radius 3), which
+  fills 1- and 3-channel 8-bit images alike.
 They depend only on the images and the masks, so the `baselines` stage caches them apart
 from training.
 """
@@ -20,18 +22,22 @@ TELEA_RADIUS = 3
 
 
 def fill(method: str, image: np.ndarray, mask: np.ndarray) -> np.ndarray:
-    """Restore one uint8 image (holes: mask == 1) with `method`; float64 result in [0, 1]."""
-    damaged = image.astype(np.float64) / 255.0 * (1 - mask)
+    """Restore one uint8 image (gray [h, w] or colour [h, w, 3]; holes: mask [h, w] == 1) with
+    `method`; float64 result in [0, 1], shaped like `image`."""
+    colour = image.ndim == 3
+    keep = 1 - (mask[..., None] if colour else mask)
+    damaged = image.astype(np.float64) / 255.0 * keep
     if method == "corrupted":
         return damaged
     if method == "biharmonic":
         from skimage.restoration import inpaint_biharmonic
 
-        return np.clip(inpaint_biharmonic(damaged, mask.astype(bool)), 0.0, 1.0)
+        channels = {"channel_axis": -1} if colour else {}
+        return np.clip(inpaint_biharmonic(damaged, mask.astype(bool), **channels), 0.0, 1.0)
     if method == "telea":
         import cv2
 
-        damaged_u8 = (image * (1 - mask)).astype(np.uint8)
+        damaged_u8 = (image * keep).astype(np.uint8)
         return cv2.inpaint(damaged_u8, mask.astype(np.uint8), TELEA_RADIUS, cv2.INPAINT_TELEA).astype(np.float64) / 255.0
     raise ValueError(f"unknown baseline {method!r}")
 
@@ -48,7 +54,7 @@ def _fill_chunk(args: tuple[str, np.ndarray, np.ndarray]) -> np.ndarray:
 
 
 def fill_all(method: str, images: np.ndarray, masks: np.ndarray, workers: int = 0) -> np.ndarray:
-    """`fill` over a stack [n, s, s], on `workers` processes (0: all cores)."""
+    """`fill` over a stack [n, s, s] or [n, s, s, 3], on `workers` processes (0: all cores)."""
     workers = workers or os.cpu_count() or 1
     chunks = [(method, images[i : i + 64], masks[i : i + 64]) for i in range(0, len(images), 64)]
     if workers == 1 or len(chunks) <= 1 or method == "corrupted":

@@ -14,6 +14,7 @@ import torch
 from PIL import Image, ImageDraw
 
 from vaeinpaint.evaluation import metrics
+from vaeinpaint.modeling.layout import from_model, masks_to_model, to_model
 from vaeinpaint.progress import progress
 
 
@@ -27,7 +28,8 @@ def restore(
     sample: bool = False,
     generator: torch.Generator | None = None,
 ) -> np.ndarray:
-    """Raw model outputs (float32 [n, s, s] in [0, 1]) for uint8 `images` damaged by `masks`.
+    """Raw model outputs (float32 in [0, 1], shaped like `images`: [n, s, s] or [n, s, s, 3])
+    for uint8 `images` damaged by `masks`.
 
     With `sample=False` the latent is its mean, so the result is deterministic. Inference runs
     in fp32 even where training used bf16: reported metrics carry no reduced-precision noise."""
@@ -35,16 +37,16 @@ def restore(
     device = torch.device(device)
     outputs = np.empty(images.shape, dtype=np.float32)
     for start in progress(range(0, len(images), batch_size), desc="restore", unit="batch"):
-        x = torch.from_numpy(images[start : start + batch_size]).to(device).unsqueeze(1).float().div_(255.0)
-        m = torch.from_numpy(masks[start : start + batch_size]).to(device).unsqueeze(1).float()
+        x = to_model(torch.from_numpy(np.ascontiguousarray(images[start : start + batch_size])).to(device), torch.contiguous_format)
+        m = masks_to_model(torch.from_numpy(np.ascontiguousarray(masks[start : start + batch_size])).to(device), torch.contiguous_format)
         out, _, _ = model(x * (1 - m), m, sample=sample, generator=generator)
-        outputs[start : start + len(x)] = out.float().squeeze(1).cpu().numpy()
+        outputs[start : start + len(x)] = from_model(out.float()).cpu().numpy()
     return outputs
 
 
 def score(originals: np.ndarray, masks: np.ndarray, restored: np.ndarray) -> pd.DataFrame:
-    """Per-image `ssim`, `hole_psnr`, `hole_l1` of `restored` (float [n, s, s]) after pasting
-    the known pixels of `originals` (uint8) back."""
+    """Per-image `ssim`, `hole_psnr`, `hole_l1` of `restored` (float [n, s, s] or [n, s, s, 3])
+    after pasting the known pixels of `originals` (uint8, the same shape) back."""
     reference = originals.astype(np.float64) / 255.0
     pasted = metrics.paste_back(reference, restored.astype(np.float64), masks)
     return pd.DataFrame(
@@ -75,21 +77,25 @@ def summarize(table: pd.DataFrame) -> dict[str, float]:
 
 
 def sample_grid(originals: np.ndarray, masks: np.ndarray, raw: np.ndarray, title: str = "") -> Image.Image:
-    """One row per image: original | damaged | raw output | pasted-back result."""
+    """One row per image: original | damaged | raw output | pasted-back result (in colour
+    for colour images)."""
     reference = originals.astype(np.float64) / 255.0
-    columns = [reference, reference * (1 - masks), raw.astype(np.float64), metrics.paste_back(reference, raw, masks)]
+    damaged = reference * (1 - (masks if originals.ndim == 3 else masks[..., None]))
+    columns = [reference, damaged, raw.astype(np.float64), metrics.paste_back(reference, raw, masks)]
     names = ["original", "damaged", "raw output", "pasted back"]
-    n, size = len(originals), originals.shape[-1]
+    n, size = len(originals), originals.shape[1]
+    mode = "L" if originals.ndim == 3 else "RGB"
+    white, black = (255, 0) if mode == "L" else ((255, 255, 255), (0, 0, 0))
     pad, header = 4, 16
-    grid = Image.new("L", (4 * (size + pad) + pad, header + n * (size + pad) + pad), color=255)
+    grid = Image.new(mode, (4 * (size + pad) + pad, header + n * (size + pad) + pad), color=white)
     draw = ImageDraw.Draw(grid)
     for c, name in enumerate(names):
-        draw.text((pad + c * (size + pad) + 2, 2), name, fill=0)
+        draw.text((pad + c * (size + pad) + 2, 2), name, fill=black)
         for r in range(n):
-            tile = Image.fromarray(np.clip(np.rint(columns[c][r] * 255), 0, 255).astype(np.uint8), "L")
+            tile = Image.fromarray(np.clip(np.rint(columns[c][r] * 255), 0, 255).astype(np.uint8), mode)
             grid.paste(tile, (pad + c * (size + pad), header + pad + r * (size + pad)))
     if title:
-        draw.text((pad, grid.height - 12), title, fill=0)
+        draw.text((pad, grid.height - 12), title, fill=black)
     return grid
 
 

@@ -2,8 +2,9 @@
 
 A checkpoint is a plain dict of tensors and simple values: `model` and `optimizer`
 state dicts, `scheduler` state, `epoch` (epochs completed), `history` (per-epoch losses),
-`config` (what `build_model` needs: the `model` params and the image size) and
-`fingerprint` (what the training was run on; see `train.fingerprint`).
+`config` (what `build_model` needs: the `model` params, the image size and colour it was
+trained on) and `fingerprint` (what the training was run on; see `train.fingerprint`).
+Checkpoints written before colour existed have no `config["color"]`: they are gray.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import torch
 
 from vaeinpaint.errors import DataError
 from vaeinpaint.files import atomic_path
+from vaeinpaint.modeling.layout import CHANNELS
 from vaeinpaint.modeling.model import build_model
 from vaeinpaint.params import ModelParams
 
@@ -40,18 +42,46 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     return state
 
 
-def model_config(params: ModelParams, size: int) -> dict[str, Any]:
-    return {"model": dataclasses.asdict(params), "size": size}
+def model_config(params: ModelParams, size: int, color: str = "gray") -> dict[str, Any]:
+    return {"model": dataclasses.asdict(params), "size": size, "color": color}
+
+
+def checkpoint_color(state: dict[str, Any]) -> str:
+    """The colour (`prepare.color`) a checkpoint was trained on; gray for checkpoints from before colour."""
+    config = state.get("config")
+    color = config.get("color", "gray") if isinstance(config, dict) else "gray"
+    if color not in CHANNELS:
+        raise DataError(f"checkpoint: trained on unknown colour {color!r} (this version knows {', '.join(CHANNELS)})")
+    return color
 
 
 def model_from_checkpoint(state: dict[str, Any], device: str | torch.device = "cpu") -> tuple[torch.nn.Module, int]:
-    """(model in eval mode on `device`, image size it was trained at)."""
+    """(model in eval mode on `device`, image size it was trained at); `checkpoint_color`
+    says which colour it takes."""
+    color = checkpoint_color(state)
     try:
         config = state["config"]
-        model = build_model(ModelParams(**config["model"]))
+        model = build_model(ModelParams(**config["model"]), CHANNELS[color])
         model.load_state_dict(state["model"])
         size = int(config["size"])
     except (KeyError, TypeError, ValueError, RuntimeError) as exc:  # another architecture, or a foreign file
         first_line = str(exc).strip().splitlines()[0][:160] if str(exc).strip() else exc.__class__.__name__
         raise DataError(f"checkpoint: does not match this version's models ({first_line})") from None
     return model.to(device).eval(), size
+
+
+def check_fits_pipeline(state: dict[str, Any], path: str | Path, size: int, color: str) -> None:
+    """A one-line error unless the checkpoint at `path` was trained on `color` images of
+    `size` x `size` (what this pipeline's prepared images are)."""
+    trained_color = checkpoint_color(state)
+    trained_size = state.get("config", {}).get("size")
+    if trained_color != color:
+        raise DataError(
+            f"checkpoint: {path} was trained on {trained_color} images, but prepare.color is {color!r} here "
+            f"(re-run `dvc repro train`, or set prepare.color: {trained_color})"
+        )
+    if trained_size != size:
+        raise DataError(
+            f"checkpoint: {path} was trained on {trained_size}x{trained_size} images, but prepare.size is {size} here "
+            f"(re-run `dvc repro train`, or set prepare.size: {trained_size})"
+        )

@@ -1,6 +1,7 @@
 """The two VAEs: `inpaint` (default, small and fast) and `paper` (the study's architecture).
 
-Both take the damaged image (holes set to 0) and the mask (1 = missing), and return
+Both take the damaged image (holes set to 0; [n, C, S, S], C = 1 gray or 3 RGB for
+`inpaint`, gray only for `paper`) and the mask ([n, 1, S, S], 1 = missing), and return
 `(output, mu, logvar)`: `output` in [0, 1] with the input's shape, `mu`/`logvar` the
 posterior of the reparameterised latent. With `sample=False` the latent is its mean
 (what evaluation uses, so metrics are deterministic); with a `generator`, sampling is
@@ -51,15 +52,18 @@ class InpaintVAE(nn.Module):
     (`latent_channels` x 7 x 7). Decoder: DCGAN-style transposed convs back up, each
     joined by a skip connection from the encoder stage of the same size, so the
     visible context reaches the output directly while the latent carries what the
-    context cannot explain. Input is the damaged image plus the mask as a channel;
-    the last layer sees both again at full resolution. There are no full-resolution
-    conv blocks: they cost most of the compute on a CPU and bought nothing measurable.
+    context cannot explain. Input is the damaged image's `channels` (1 gray, 3 RGB) plus
+    the mask as a channel; the output has `channels`; the last layer sees the input again
+    at full resolution. There are no full-resolution conv blocks: they cost most of the
+    compute on a CPU and bought nothing measurable. Any size works: each stride-2 stage
+    rounds up (257 -> 129 -> 65 -> 33 -> 17) and each transposed conv is asked for the
+    size of its skip (`output_size`).
     """
 
-    def __init__(self, width: int = 32, latent_channels: int = 16, skips: bool = True, mask_input: bool = True):
+    def __init__(self, width: int = 32, latent_channels: int = 16, skips: bool = True, mask_input: bool = True, channels: int = 1):
         super().__init__()
-        w, self.skips, self.mask_input = width, skips, mask_input
-        c_in = 2 if mask_input else 1
+        w, self.skips, self.mask_input, self.channels = width, skips, mask_input, channels
+        c_in = channels + 1 if mask_input else channels
         s = 1 if skips else 0  # skip connections double the decoder blocks' inputs
         self.enc1 = nn.Sequential(conv_block(c_in, w, 2), conv_block(w, w))  # 1/2
         self.enc2 = nn.Sequential(conv_block(w, 2 * w, 2), conv_block(2 * w, 2 * w))  # 1/4
@@ -71,7 +75,7 @@ class InpaintVAE(nn.Module):
         self.up2, self.dec2 = up_block(4 * w, 2 * w), conv_block((2 + 2 * s) * w, 2 * w)
         self.up1, self.dec1 = up_block(2 * w, w), conv_block((1 + s) * w, w)
         self.up0 = up_block(w, max(w // 2, 1))
-        self.head = nn.Conv2d(max(w // 2, 1) + c_in * s, 1, 3, padding=1)
+        self.head = nn.Conv2d(max(w // 2, 1) + c_in * s, channels, 3, padding=1)
 
     def _join(self, up: torch.Tensor, skip: torch.Tensor) -> torch.Tensor:
         return torch.cat([up, skip], dim=1) if self.skips else up
@@ -143,10 +147,13 @@ class PaperVAE(nn.Module):
             return torch.sigmoid(self.last(y.float(), output_size=damaged.shape[-2:])), mu, logvar
 
 
-def build_model(params: ModelParams) -> nn.Module:
+def build_model(params: ModelParams, channels: int = 1) -> nn.Module:
+    """The model `params` describe, for images of `channels` (1 gray, 3 RGB; `paper`: 1 only)."""
     if params.arch == "paper":
+        if channels != 1:
+            raise ValueError(f"the paper architecture takes gray images only, not {channels} channels")
         return PaperVAE(fc_width=params.fc_width, latent_dim=params.latent_dim)
-    return InpaintVAE(params.width, params.latent_channels, skips=params.skips, mask_input=params.mask_input)
+    return InpaintVAE(params.width, params.latent_channels, skips=params.skips, mask_input=params.mask_input, channels=channels)
 
 
 def count_parameters(model: nn.Module) -> int:

@@ -2,12 +2,14 @@
 
 Data: the whole uint8 training set (and its stored masks) is moved to the device once;
 batches are gathered there by index, so there is no DataLoader and no worker bottleneck
-(25,000 images of 100x100 are 250 MB).
+(25,000 gray images of 100x100 are 250 MB). A set too big for the device is streamed to it
+in chunks instead, with the same batches (`feed.py`). Images are gray or RGB: the model
+takes and returns as many channels as the data has (`layout.py`).
 
 Randomness: everything an epoch draws (batch order, training masks, latent noise) comes
-from one generator seeded from (train.seed, epoch). An epoch therefore does not depend on
-what ran before it, and a training resumed after epoch k continues exactly as an unbroken
-one would (bitwise on CPU).
+from one generator seeded from (train.seed, epoch); augmentation (`augment.py`) has its own,
+seeded from the same pair. An epoch therefore does not depend on what ran before it, and a
+training resumed after epoch k continues exactly as an unbroken one would (bitwise on CPU).
 
 Resume: after every epoch the full state goes atomically to
 `<project root>/.resume/<fingerprint>.pt`, outside DVC's declared outputs (DVC deletes
@@ -40,9 +42,12 @@ from vaeinpaint.data.split import split_key
 from vaeinpaint.errors import TrainingError
 from vaeinpaint.files import file_hash
 from vaeinpaint.masks.boxes import RandomMasks
+from vaeinpaint.modeling.augment import augment, augment_generator
 from vaeinpaint.modeling.checkpoint import load_checkpoint, model_config, save_checkpoint
+from vaeinpaint.modeling.feed import make_feed
+from vaeinpaint.modeling.layout import CHANNELS, color_of, masks_to_model, to_model
 from vaeinpaint.modeling.model import build_model, count_parameters, kl_divergence
-from vaeinpaint.params import Params, TrainParams
+from vaeinpaint.params import Params, TrainParams, augment_ops
 from vaeinpaint.progress import progress
 
 log = logging.getLogger(__name__)
@@ -89,12 +94,14 @@ def ssim_map(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     """Differentiable SSIM map with Wang et al.'s settings (11x11 Gaussian, sigma 1.5, over the
     windows that fit in the image, as scikit-image computes it), for the loss. The Gaussian is
     separable: two grouped 1-D convolutions over the five statistics at once, ~6x cheaper on a
-    CPU than five 11x11 ones."""
+    CPU than five 11x11 ones. Colour images get one map per channel, as scikit-image's
+    `channel_axis` computes them (their mean is the mean of the per-channel SSIMs)."""
     g = torch.exp(-((torch.arange(11, dtype=a.dtype, device=a.device) - 5) ** 2) / (2 * 1.5**2))
     g = g / g.sum()
     stats = torch.cat([a, b, a * a, b * b, a * b], dim=1)
-    stats = F.conv2d(stats, g.view(1, 1, 1, 11).repeat(5, 1, 1, 1), groups=5)
-    stats = F.conv2d(stats, g.view(1, 1, 11, 1).repeat(5, 1, 1, 1), groups=5)
+    n = stats.shape[1]  # 5 statistics x channels
+    stats = F.conv2d(stats, g.view(1, 1, 1, 11).repeat(n, 1, 1, 1), groups=n)
+    stats = F.conv2d(stats, g.view(1, 1, 11, 1).repeat(n, 1, 1, 1), groups=n)
     mu_a, mu_b, aa, bb, ab = stats.chunk(5, dim=1)
     c1, c2 = 0.01**2, 0.03**2
     var_a, var_b, cov = aa - mu_a**2, bb - mu_b**2, ab - mu_a * mu_b
@@ -167,6 +174,7 @@ class TrainResult:
     images_per_s: float = 0.0
     resumed_from_epoch: int = 0
     stopped_early: bool = False
+    streamed: bool = False  # the training set did not fit on the device and was streamed to it
 
 
 @dataclass
@@ -188,7 +196,8 @@ def train_model(
     on_epoch: Callable[[dict[str, float]], None] | None = None,
     dist: Distributed = Distributed(),
 ) -> TrainResult:
-    """Train on `images` (uint8 [n, s, s]) with their stored `masks` (uint8 [n, s, s]).
+    """Train on `images` (uint8 [n, s, s] gray or [n, s, s, 3] RGB; an array, a memory map or
+    a lazy `SubsetImages`) with their stored `masks` (uint8 [n, s, s]).
 
     `on_epoch` receives each epoch's record (epoch, train_loss, val_loss, ...) on the main
     process. Raises TrainingError on a non-finite loss, keeping the last good state.
@@ -199,19 +208,18 @@ def train_model(
         device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", dist.rank)))
         torch.cuda.set_device(device)
     torch.manual_seed(tp.seed)
-    size = images.shape[-1]
+    size, color = images.shape[1], color_of(images)
 
     held = holdout(ids, tp.val_fraction, tp.seed)
-    all_images = torch.from_numpy(np.ascontiguousarray(images)).to(device)
-    all_masks = torch.from_numpy(np.ascontiguousarray(masks)).to(device)
     train_idx = torch.from_numpy(np.flatnonzero(~held)).to(device)
     val_idx = torch.from_numpy(np.flatnonzero(held)).to(device)
     n_train = len(train_idx)
-
-    raw_model = build_model(params.model).to(device).to(memory_format=torch.channels_last)
-    optimizer = make_optimizer(raw_model, tp, device)
     per_rank_batch = max(1, min(tp.batch_size // dist.world, n_train // dist.world))
     steps_per_epoch = max(1, (n_train // dist.world) // per_rank_batch)
+    feed = make_feed(images, masks, device, tp.resident_fraction, per_rank_batch)
+
+    raw_model = build_model(params.model, CHANNELS[color]).to(device).to(memory_format=torch.channels_last)
+    optimizer = make_optimizer(raw_model, tp, device)
     total_steps = steps_per_epoch * tp.epochs
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(s, total_steps))
 
@@ -233,13 +241,16 @@ def train_model(
         model = torch.nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
     autocast = autocast_for(device, tp.precision)
     random_masks = RandomMasks(size, params.occlusion, tp.seed, device)
+    augment_with = augment_ops(tp.augment)
 
-    def batch(idx: torch.Tensor, stored: bool, generator: torch.Generator | None):
-        x = all_images[idx].unsqueeze(1).float().div_(255.0).contiguous(memory_format=torch.channels_last)
+    def batch(images_u8, masks_u8, stored: bool, generator: torch.Generator | None, augment_generator_=None):
+        x = to_model(images_u8)
+        if augment_generator_ is not None:
+            x = augment(x, augment_with, augment_generator_)
         if stored:
-            m = all_masks[idx].unsqueeze(1).float().contiguous(memory_format=torch.channels_last)
+            m = masks_to_model(masks_u8)
         else:
-            m = random_masks.draw(len(idx), generator).contiguous(memory_format=torch.channels_last)
+            m = random_masks.draw(len(x), generator).contiguous(memory_format=torch.channels_last)
         return x, m
 
     def checkpoint_state(epoch: int) -> dict[str, Any]:
@@ -249,7 +260,7 @@ def train_model(
             "scheduler": scheduler.state_dict(),
             "epoch": epoch,
             "history": history,
-            "config": model_config(params.model, size),
+            "config": model_config(params.model, size, color),
             "fingerprint": resume_path.stem if resume_path else "",
         }
 
@@ -263,12 +274,12 @@ def train_model(
         order = order[dist.rank :: dist.world]
         if dist.world > 1:  # a different mask/noise stream per process, still a function of (seed, epoch)
             generator = torch.Generator(device=device).manual_seed(tp.seed * 1_000_003 + epoch * 1009 + dist.rank)
+        augment_gen = augment_generator(tp.seed, epoch, device, dist.rank) if augment_with else None
         model.train()
         sums = torch.zeros(3, device=device)
         step_losses = torch.zeros(steps_per_epoch, device=device)
-        for step in range(steps_per_epoch):
-            idx = order[step * per_rank_batch : (step + 1) * per_rank_batch]
-            x, m = batch(idx, tp.masks == "fixed", generator)
+        for step, (images_u8, masks_u8) in enumerate(feed.batches(order, per_rank_batch, steps_per_epoch)):
+            x, m = batch(images_u8, masks_u8, tp.masks == "fixed", generator, augment_gen)
             loss, recon, kl = training_step(model, optimizer, x, m, tp, autocast, generator)
             scheduler.step()
             step_losses[step] = loss
@@ -278,7 +289,7 @@ def train_model(
         means = (sums / steps_per_epoch).tolist()
         seen += steps_per_epoch * per_rank_batch * dist.world
         record = {"epoch": epoch + 1, "train_loss": means[0], "train_recon": means[1], "train_kl": means[2]}
-        record["val_loss"] = validation_loss(model, val_idx, batch, tp, autocast) if len(val_idx) else float("nan")
+        record["val_loss"] = validation_loss(model, val_idx, feed, batch, tp, autocast) if len(val_idx) else float("nan")
         record["lr"] = scheduler.get_last_lr()[0]
         history.append(record)
         if dist.main:
@@ -302,6 +313,7 @@ def train_model(
         images_per_s=seen / seconds if seconds > 0 else 0.0,
         resumed_from_epoch=start_epoch,
         stopped_early=stopped_early,
+        streamed=feed.streamed,
     )
 
 
@@ -316,13 +328,13 @@ def check_finite(step_losses: torch.Tensor, epoch: int) -> None:
 
 
 @torch.no_grad()
-def validation_loss(model, val_idx, batch, tp: TrainParams, autocast) -> float:
+def validation_loss(model, val_idx, feed, batch, tp: TrainParams, autocast) -> float:
     """Mean loss on the held-out images with their stored masks and the latent's mean."""
     model.eval()
     total, count = 0.0, 0
     for start in range(0, len(val_idx), 256):
         idx = val_idx[start : start + 256]
-        x, m = batch(idx, True, None)
+        x, m = batch(*feed.gather(idx), True, None)
         with autocast:
             out, mu, logvar = model(x * (1 - m), m, sample=False)
         loss, _, _ = inpainting_loss(out, x, m, mu, logvar, tp)
@@ -345,6 +357,7 @@ def summary(result: TrainResult, params: Params, device: torch.device) -> dict[s
         "parameters": count_parameters(result.model),
         "resumed_from_epoch": result.resumed_from_epoch,
         "stopped_early": result.stopped_early,
+        "streamed": result.streamed,
     }
 
 
