@@ -104,6 +104,28 @@ def test_exp_run_reruns_only_what_occlusion_touches(project, repro):
     sh("dvc", "checkout", "--force", cwd=project)
 
 
+def test_colour_experiment_reruns_prepare_and_what_reads_pixels(project, repro):
+    """`-S prepare.color=rgb`: prepare re-runs; the index is unchanged (the split goes by the
+    files' content), so split and occlude are skipped; baselines, train and evaluate re-run
+    on colour pixels."""
+    import numpy as np
+    import torch
+
+    sh("git", "add", "-A", cwd=project)
+    sh("git", "commit", "-qm", "before colour", "--allow-empty", cwd=project)
+    split_before = (project / "data/split/split.csv").read_bytes()
+    exp = sh("dvc", "exp", "run", "-n", "colour", "-S", "prepare.color=rgb", cwd=project)
+    assert stages_run(exp.stdout) == {"prepare", "baselines", "train", "evaluate"}
+    assert np.load(project / "data/prepared/images.npy", mmap_mode="r").shape == (48, 48, 48, 3)
+    assert (project / "data/split/split.csv").read_bytes() == split_before
+    state = torch.load(project / "data/model/checkpoint.pt", weights_only=True)
+    assert state["config"]["color"] == "rgb"
+    results = json.loads((project / "metrics/evaluate.json").read_text())
+    assert 0 < results["test"]["ssim_mean"] <= 1 and set(results["baselines"]) == {"corrupted", "biharmonic", "telea"}
+    sh("git", "checkout", "--", "params.yaml", "dvc.lock", "metrics", cwd=project)
+    sh("dvc", "checkout", "--force", cwd=project)
+
+
 def test_evaluate_only_param_does_not_retrain(project, repro):
     params = yaml.safe_load((project / "params.yaml").read_text())
     params["evaluate"]["grid_images"] = 2
