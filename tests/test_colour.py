@@ -20,7 +20,7 @@ from vaeinpaint.data.split import assign_split
 from vaeinpaint.errors import DataError, ParamError
 from vaeinpaint.evaluation import metrics
 from vaeinpaint.evaluation.baselines import fill
-from vaeinpaint.evaluation.evaluate import restore, sample_grid, score, score_model
+from vaeinpaint.evaluation.evaluate import diversity, restore, sample_grid, score, score_model
 from vaeinpaint.masks.boxes import occlude
 from vaeinpaint.modeling.checkpoint import check_fits_pipeline, load_checkpoint, model_config, model_from_checkpoint, save_checkpoint
 from vaeinpaint.modeling.model import build_model
@@ -389,3 +389,17 @@ def test_colour_checkpoint_on_a_gray_photo_fills_its_luma(tmp_path, colour_check
     hole = np.zeros(photo.shape, bool)
     hole[5:25, 5:25] = True
     assert np.array_equal(out[~hole], photo[~hole]) and (out[hole] != photo[hole]).mean() > 0.9
+
+
+def test_diversity_of_a_colour_model_counts_every_channel():
+    torch.manual_seed(0)
+    model = build_model(ModelParams(width=8, latent_channels=4), 3).eval()
+    with torch.no_grad():  # a wide posterior: draws differ visibly
+        model.to_latent.bias[4:] = 6.0
+    images = colour_images(4, 32)
+    masks = np.zeros((4, 32, 32), np.uint8)
+    masks[:, 8:20, 10:22] = 1
+    figures = diversity(model, images, masks, k=2, seed=0)
+    draws = [restore(model, images, masks, sample=True, generator=torch.Generator().manual_seed(j)) for j in range(2)]
+    assert figures["samples_hole_l1_pairwise"] == pytest.approx(metrics.hole_l1(draws[0], draws[1], masks).mean(), abs=1e-6)
+    assert figures["samples_hole_l1_pairwise"] > 1e-4

@@ -125,6 +125,8 @@ def diversity(
         for j in range(k)
     ]
     hole = masks.astype(bool)
+    if originals.ndim == 4:  # colour: every channel of a missing pixel counts, as in metrics.hole_l1
+        hole = np.broadcast_to(hole[..., None], originals.shape)
     hole_pixels = np.maximum(hole.reshape(len(hole), -1).sum(1), 1)
     pair_l1 = [(np.abs(draws[a] - draws[b]) * hole).reshape(len(hole), -1).sum(1) / hole_pixels for a in range(k) for b in range(a + 1, k)]
     reference = originals.astype(np.float64) / 255.0
