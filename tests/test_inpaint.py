@@ -13,7 +13,7 @@ import torch.nn as nn
 from PIL import Image, ImageOps
 from typer.testing import CliRunner
 
-from vaeinpaint.apps.inpaint import inpaint, model_mask, random_boxes
+from vaeinpaint.apps.inpaint import inpaint, model_mask, random_hole
 from vaeinpaint.cli import app
 from vaeinpaint.modeling.checkpoint import model_config, save_checkpoint
 from vaeinpaint.modeling.model import build_model
@@ -168,8 +168,23 @@ def test_random_squares_and_saved_mask(tmp_path, checkpoint):
     assert hole.sum() == 3 * side * side  # three squares, none covering another
     assert_only_hole_changed(np.asarray(noise("RGB")), pixels(tmp_path / "out.webp"), hole)
 
-    assert random_boxes(SIZE, 0.05, 3, seed=7) == random_boxes(SIZE, 0.05, 3, seed=7)
-    assert random_boxes(SIZE, 0.05, 3, seed=7) != random_boxes(SIZE, 0.05, 3, seed=8)
+    assert np.array_equal(random_hole(SIZE, "square", 0.05, 3, seed=7), hole)  # what the command drew
+    assert not np.array_equal(random_hole(SIZE, "square", 0.05, 3, seed=8), hole)
+
+
+@pytest.mark.parametrize("shape", ["rectangle", "strokes", "mixed"])
+def test_random_shapes_on_a_photo_that_is_not_square(tmp_path, checkpoint, shape):
+    """--shape draws with the pipeline's generator on the photo's own W x H canvas: the hole
+    covers about --random of it, and the same seed gives the same hole."""
+    noise("L").save(tmp_path / "photo.png")
+    args = ["--random", "0.15", "--shape", shape, "--seed", "4", "--checkpoint", checkpoint, "--save-mask", tmp_path / "mask.png"]
+    result = invoke(tmp_path / "photo.png", "-o", tmp_path / "out.png", *args)
+    assert result.exit_code == 0, result.output
+    hole = pixels(tmp_path / "mask.png") == 255
+    assert hole.shape == SIZE[::-1]
+    assert abs(hole.mean() - 0.15) < 0.02
+    assert np.array_equal(random_hole(SIZE, shape, 0.15, 1, seed=4), hole)
+    assert_only_hole_changed(np.asarray(noise("L")), pixels(tmp_path / "out.png"), hole)
 
 
 def test_samples_differ_and_one_is_deterministic(tmp_path, checkpoint):
@@ -222,6 +237,9 @@ ERRORS = {
     "two hole options": ("L", "photo.png --box 30,20,50,40 --random 0.1", "(got --box and --random)"),
     "random square too big": ("L", "photo.png --random 0.9", "(137x137 px) does not fit in it"),
     "random squares too many": ("L", "photo.png --random 0.3 --count 3", "3 squares of 79 px do not fit in the 173x121 image"),
+    "unknown shape": ("L", "photo.png --random 0.2 --shape blobs", "--shape blobs: must be one of square, rectangle, strokes, mixed"),
+    "shape without random": ("L", "photo.png --box 30,20,50,40 --shape strokes", "--shape strokes: only applies to --random"),
+    "strokes out of reach": ("L", "photo.png --random 0.9 --shape strokes", "--random 0.9 --shape strokes: the strokes cover only"),
     "lossy output": ("L", "photo.png --box 30,20,50,40 -o out.jpg", ".jpg is lossy and would change the pixels outside the hole"),
     "alpha as bmp": ("RGBA", "photo.png --box 30,20,50,40 -o out.bmp", "BMP cannot store this RGBA image losslessly"),
     "16 bits as webp": ("I;16", "photo.png --box 30,20,50,40 -o out.webp", "WEBP cannot store this I;16 image losslessly"),

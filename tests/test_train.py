@@ -4,7 +4,7 @@ import torch
 
 from vaeinpaint.errors import DataError, TrainingError
 from vaeinpaint.evaluation.evaluate import restore, score_model, summarize
-from vaeinpaint.masks.boxes import occlude
+from vaeinpaint.masks.generator import occlude
 from vaeinpaint.modeling import train as train_module
 from vaeinpaint.modeling.checkpoint import load_checkpoint, model_from_checkpoint, save_checkpoint
 from vaeinpaint.modeling.train import fingerprint, holdout, lr_factor, train_model
@@ -19,7 +19,7 @@ def data():
     params = tiny_params()
     images = synthetic_images(N, params.prepare.size)
     ids = [f"{i:016x}" for i in range(N)]
-    masks, _ = occlude(ids, params.prepare.size, params.occlusion)
+    masks = occlude(ids, params.prepare.size, params.occlusion).masks
     return images, masks, ids
 
 

@@ -26,6 +26,9 @@ COLORS = ("gray", "rgb")
 SIZES = (32, 512)  # prepare.size range of the default model (its four stride-2 stages take any size in it)
 AUGMENTS = ("flip", "crop")  # train.augment's operations, in the order they are applied
 RATIO_OF = ("area", "side")
+SHAPES = ("square", "rectangle", "strokes", "mixed", "files")
+BOX_SHAPES = ("square", "rectangle")  # what occlusion.count, overlap and position apply to
+POSITIONS = ("random", "center")
 ARCHS = ("inpaint", "paper")
 DEVICES = ("auto", "cpu", "cuda")
 PRECISIONS = ("auto", "fp32", "bf16")
@@ -62,10 +65,17 @@ class SplitParams:
 
 @dataclass(frozen=True)
 class OcclusionParams:
-    ratio: float = 0.2
-    count: int = 1
-    ratio_of: str = "area"
-    overlap: bool = False
+    shape: str = "square"  # square | rectangle | strokes | mixed | files
+    ratio: float = 0.2  # boxes: each box's share (of the area, or side with ratio_of); strokes, mixed: the hole's share
+    count: int = 1  # boxes per image
+    ratio_of: str = "area"  # squares: area | side (the study's code)
+    overlap: bool = False  # boxes may cover each other
+    position: str = "random"  # random | center (one centred box)
+    aspect: float = 2.0  # rectangles: width / height within [1 / aspect, aspect]
+    stroke_width: float = 0.1  # strokes: mean brush width, share of the image's shorter side
+    stroke_vertices: int = 12  # strokes: at most this many vertices per stroke
+    strokes: int = 12  # strokes: at most this many strokes (drawing stops at the target share)
+    path: str = ""  # files: a folder or archive of mask images (white = missing)
     seed: int = 0
 
 
@@ -322,22 +332,7 @@ def validate(p: Params, *, check_paths: bool = True, base: Path = Path(".")) -> 
     if s.train < 1 and s.train + s.test > 1 + 1e-9:
         raise ParamError(f"split.train + split.test: fractions add up to {s.train + s.test:g} > 1")
 
-    o = p.occlusion
-    _one_of("occlusion.ratio_of", o.ratio_of, RATIO_OF)
-    if not 0 < o.ratio < 1:
-        raise ParamError(f"occlusion.ratio: must be in (0, 1), got {o.ratio}")
-    if o.count < 1:
-        raise ParamError(f"occlusion.count: must be >= 1, got {o.count}")
-    side = square_side(p.prepare.size, o.ratio, o.ratio_of)
-    if side < 1:
-        raise ParamError(f"occlusion.ratio: {o.ratio} of the {o.ratio_of} gives an empty square at {p.prepare.size} px")
-    if not o.overlap:
-        fits = (p.prepare.size // side) ** 2
-        if o.count > fits:
-            raise ParamError(
-                f"occlusion.count: {o.count} squares of {side}x{side} px cannot fit without overlap "
-                f"in {p.prepare.size}x{p.prepare.size} px (at most {fits}); lower the count or ratio, or set occlusion.overlap: true"
-            )
+    _check_occlusion(p.occlusion, p.prepare.size, check_paths, base)
 
     m = p.model
     _one_of("model.arch", m.arch, ARCHS)
@@ -375,16 +370,71 @@ def validate(p: Params, *, check_paths: bool = True, base: Path = Path(".")) -> 
     _non_negative("evaluate.samples", p.evaluate.samples)
 
 
-def square_side(size: int, ratio: float, ratio_of: str) -> int:
-    """Side in pixels of one occluding square.
+def _check_occlusion(o: OcclusionParams, size: int, check_paths: bool, base: Path) -> None:
+    _one_of("occlusion.shape", o.shape, SHAPES)
+    _one_of("occlusion.ratio_of", o.ratio_of, RATIO_OF)
+    _one_of("occlusion.position", o.position, POSITIONS)
+    if not 0 < o.ratio < 1:
+        raise ParamError(f"occlusion.ratio: must be in (0, 1), got {o.ratio}")
+    if o.count < 1:
+        raise ParamError(f"occlusion.count: must be >= 1, got {o.count}")
+    if o.shape not in BOX_SHAPES:
+        if o.count != 1:
+            raise ParamError(f"occlusion.count: applies to square and rectangle shapes, not {o.shape} (got {o.count}; leave it at 1)")
+        if o.position != "random":
+            raise ParamError(f"occlusion.position: '{o.position}' places one box; it applies to square and rectangle shapes, not {o.shape}")
+    if o.position == "center" and o.count != 1:
+        raise ParamError(f"occlusion.position: 'center' places one box, but occlusion.count is {o.count}")
+    if o.ratio_of == "side" and o.shape != "square":
+        raise ParamError(f"occlusion.ratio_of: 'side' is the study's rule for squares; occlusion.shape {o.shape} takes ratio_of: area")
+    if o.aspect < 1:
+        raise ParamError(f"occlusion.aspect: must be >= 1 (the widest width / height of a rectangle), got {o.aspect}")
+    if not 0 < o.stroke_width <= 1:
+        raise ParamError(f"occlusion.stroke_width: must be in (0, 1] (a share of the image's shorter side), got {o.stroke_width}")
+    if o.stroke_vertices < 2:
+        raise ParamError(f"occlusion.stroke_vertices: must be >= 2, got {o.stroke_vertices}")
+    if o.strokes < 1:
+        raise ParamError(f"occlusion.strokes: must be >= 1, got {o.strokes}")
+    if o.shape == "files":
+        if not o.path:
+            raise ParamError("occlusion.path: required when occlusion.shape is 'files' (a folder or archive of mask images)")
+        path = Path(o.path).expanduser()
+        if check_paths and not (path if path.is_absolute() else base / path).exists():
+            raise ParamError(f"occlusion.path: {o.path} does not exist")
+    if o.shape in BOX_SHAPES:
+        side = square_side(size, o.ratio, o.ratio_of)
+        if side < 1:
+            raise ParamError(f"occlusion.ratio: {o.ratio} of the {o.ratio_of} gives an empty square at {size} px")
+        if not o.overlap:
+            fits = (size // side) ** 2
+            if o.count > fits:
+                what = "squares" if o.shape == "square" else "boxes the area of squares"
+                raise ParamError(
+                    f"occlusion.count: {o.count} {what} of {side}x{side} px cannot fit without overlap "
+                    f"in {size}x{size} px (at most {fits}); lower the count or ratio, or set occlusion.overlap: true"
+                )
+    if o.shape in ("strokes", "mixed"):
+        from vaeinpaint.masks.strokes import reachable_share
+
+        reach = reachable_share(size, size, o)
+        if reach < o.ratio - 0.01:
+            raise ParamError(
+                f"occlusion.ratio: strokes reach only {reach:.2f} of a {size}x{size} image on average with occlusion.strokes "
+                f"{o.strokes}, stroke_vertices {o.stroke_vertices}, stroke_width {o.stroke_width}; lower the ratio or raise those"
+            )
+
+
+def square_side(size: int, ratio: float, ratio_of: str, width: int | None = None) -> int:
+    """Side in pixels of one occluding square on a size x size image (or size high, `width` wide).
 
     `area`: the square covers `ratio` of the image area (0.2 at 100 px -> 45 px).
-    `side`: its side is `ratio` of the image side, as in the study's published code
+    `side`: its side is `ratio` of the image's (shorter) side, as in the study's published code
     (0.2 at 100 px -> 20 px, i.e. 4% of the area).
     """
+    height, width = size, size if width is None else width
     if ratio_of == "area":
-        return int(round(math.sqrt(ratio * size * size)))
-    return int(round(ratio * size))
+        return int(round(math.sqrt(ratio * height * width)))
+    return int(round(ratio * min(height, width)))
 
 
 def split_sizes(split: SplitParams, n_images: int) -> tuple[int, int]:

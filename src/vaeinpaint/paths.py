@@ -23,7 +23,8 @@ SPLIT = Path("data/split/split.csv")  # id, row (into IMAGES), subset
 
 MASKS_DIR = Path("data/masks")
 MASKS = MASKS_DIR / "masks.npz"  # train, test: uint8 [n, size, size], 1 = missing
-BOXES = MASKS_DIR / "boxes.csv"  # id, subset, square, x, y, w, h
+BOXES = MASKS_DIR / "boxes.csv"  # id, subset, box, x, y, w, h (squares and rectangles)
+MASK_SHARES = MASKS_DIR / "per_image.csv"  # id, subset, kind, share (of the image hidden), mask_file
 
 MODEL_DIR = Path("data/model")
 CHECKPOINT = MODEL_DIR / "checkpoint.pt"  # model, optimizer, epoch, config
@@ -39,6 +40,7 @@ SAMPLES = EVAL_DIR / "samples.png"
 METRICS_DIR = Path("metrics")
 PREPARE_METRICS = METRICS_DIR / "prepare.json"
 SPLIT_METRICS = METRICS_DIR / "split.json"
+OCCLUDE_METRICS = METRICS_DIR / "occlude.json"
 TRAIN_METRICS = METRICS_DIR / "train.json"
 TRAIN_CURVE = METRICS_DIR / "train_loss.csv"
 BASELINES_METRICS = METRICS_DIR / "baselines.json"

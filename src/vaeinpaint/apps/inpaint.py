@@ -13,7 +13,6 @@ what was meant.
 from __future__ import annotations
 
 import io
-import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,8 +25,11 @@ from vaeinpaint.data.images import IMAGE_FORMATS, fit_square, to_gray_u8, to_rgb
 from vaeinpaint.errors import DataError, ParamError
 from vaeinpaint.evaluation.baselines import TELEA_RADIUS
 from vaeinpaint.files import atomic_path
+from vaeinpaint.masks.files import mask_gray
+from vaeinpaint.masks.generator import SHARE_TOLERANCE, box_side, draw
 from vaeinpaint.modeling.checkpoint import checkpoint_color, load_checkpoint, model_from_checkpoint
 from vaeinpaint.modeling.train import select_device
+from vaeinpaint.params import OcclusionParams
 
 # Output extension -> (PIL format, save options). Only lossless encodings: anything lossy
 # would change the pixels outside the hole, which this command promises to keep.
@@ -46,7 +48,7 @@ GRAY_MODES = ("L", "LA")
 COLOUR_MODES = ("RGB", "RGBA")
 WIDE_MODE = "I;16"  # 16-bit gray
 DEVICES = ("auto", "cpu", "cuda")
-MAX_RESTARTS = 100
+RANDOM_SHAPES = ("square", "rectangle", "strokes", "mixed")  # what --random draws (occlusion.shape, but files)
 
 
 @dataclass(frozen=True)
@@ -131,17 +133,19 @@ def working_mode(image: Image.Image, path: Path) -> Image.Image:
 # --- where the hole is -----------------------------------------------------------------
 
 
-def hole_from_options(size: tuple[int, int], mask: Path | None, box: str | None, ratio: float | None, count: int, seed: int) -> np.ndarray:
+def hole_from_options(
+    size: tuple[int, int], mask: Path | None, box: str | None, ratio: float | None, count: int, seed: int, shape: str = "square"
+) -> np.ndarray:
     """The hole (bool [H, W], True = missing) that exactly one of --mask, --box, --random describes."""
-    check_hole_options(mask, box, ratio, count)
+    check_hole_options(mask, box, ratio, count, shape)
     if mask is not None:
         return read_mask(mask, size)
     if box is not None:
         return box_hole(parse_box(box), size)
-    return boxes_hole(random_boxes(size, ratio, count, seed), size)
+    return random_hole(size, shape, ratio, count, seed)
 
 
-def check_hole_options(mask: Path | None, box: str | None, ratio: float | None, count: int) -> None:
+def check_hole_options(mask: Path | None, box: str | None, ratio: float | None, count: int, shape: str = "square") -> None:
     """Cheap checks, made before anything is loaded."""
     given = [name for name, value in (("--mask", mask), ("--box", box), ("--random", ratio)) if value is not None]
     if len(given) != 1:
@@ -149,6 +153,12 @@ def check_hole_options(mask: Path | None, box: str | None, ratio: float | None, 
         raise ParamError(f"give exactly one of --mask, --box, --random to say where the hole is ({what})")
     if count != 1 and ratio is None:
         raise ParamError(f"--count {count}: only applies to --random")
+    if shape != "square" and ratio is None:
+        raise ParamError(f"--shape {shape}: only applies to --random")
+    if shape not in RANDOM_SHAPES:
+        raise ParamError(f"--shape {shape}: must be one of {', '.join(RANDOM_SHAPES)}")
+    if count != 1 and shape not in ("square", "rectangle"):
+        raise ParamError(f"--count {count}: applies to squares and rectangles, not {shape}")
     if ratio is not None and not 0 < ratio < 1:
         raise ParamError(f"--random: must be in (0, 1), got {ratio}")
     if count < 1:
@@ -182,39 +192,28 @@ def boxes_hole(boxes: list[Box], size: tuple[int, int]) -> np.ndarray:
     return hole
 
 
-def random_side(size: tuple[int, int], ratio: float) -> int:
-    """Side of a square covering `ratio` of the image's area (the pipeline's `ratio_of: area`)."""
+def random_hole(size: tuple[int, int], shape: str, ratio: float, count: int, seed: int) -> np.ndarray:
+    """A hole from the pipeline's mask generator on the W x H photo: `count` squares or
+    rectangles, each `ratio` of the area, never overlapping; or strokes, or either at random
+    (`mixed`), covering `ratio` of it."""
     width, height = size
-    side = max(1, int(round(math.sqrt(ratio * width * height))))
-    if side > min(width, height):
+    params = OcclusionParams(shape=shape, ratio=ratio, count=count, seed=seed)
+    side = box_side(params, height, width)
+    if shape != "strokes" and side < 1:
+        raise DataError(f"--random {ratio}: covers less than one pixel of the {width}x{height} image")
+    if shape == "square" and side > min(width, height):
         raise DataError(
             f"--random {ratio}: a square covering {ratio} of the {width}x{height} image's area ({side}x{side} px) does not fit in it"
         )
-    return side
-
-
-def random_boxes(size: tuple[int, int], ratio: float, count: int, seed: int) -> list[Box]:
-    """`count` squares, none covering another (as the pipeline's `overlap: false`), each placed
-    uniformly among the corners still free; restarts when an early square left no room."""
-    width, height = size
-    side = random_side(size, ratio)
-    rng = np.random.default_rng(seed)
-    for _ in range(MAX_RESTARTS):
-        free = np.ones((height - side + 1, width - side + 1), dtype=bool)  # allowed top-left corners
-        boxes = []
-        for _ in range(count):
-            corners = np.flatnonzero(free)
-            if corners.size == 0:
-                break
-            y, x = divmod(int(rng.choice(corners)), free.shape[1])
-            boxes.append(Box(x, y, side, side))
-            # A square at (x', y') would overlap this one iff |x' - x| < side and |y' - y| < side.
-            free[max(0, y - side + 1) : y + side, max(0, x - side + 1) : x + side] = False
-        else:
-            return boxes
-    raise DataError(
-        f"--random {ratio} --count {count}: {count} squares of {side} px do not fit in the {width}x{height} image without overlapping"
-    )
+    if count > 1 and count > (width // side) * (height // side):  # axis-parallel equal squares: at most this many fit
+        what = "squares" if shape == "square" else "rectangles the area of squares"
+        raise DataError(
+            f"--random {ratio} --count {count}: {count} {what} of {side} px do not fit in the {width}x{height} image without overlapping"
+        )
+    hole = draw(params, height, width, "inpaint").mask
+    if shape in ("strokes", "mixed") and hole.mean() < ratio - SHARE_TOLERANCE:
+        raise DataError(f"--random {ratio} --shape {shape}: the strokes cover only {hole.mean():.2f} of this image; ask for less")
+    return hole
 
 
 def read_mask(path: Path, size: tuple[int, int]) -> np.ndarray:
@@ -234,13 +233,6 @@ def read_mask(path: Path, size: tuple[int, int]) -> np.ndarray:
     if not hole.any():
         raise DataError(f"--mask {path}: no white (missing) pixels, nothing to inpaint")
     return hole
-
-
-def mask_gray(image: Image.Image) -> Image.Image:
-    if image.mode in ("RGBA", "LA", "PA", "La", "RGBa") or (image.mode == "P" and "transparency" in image.info):
-        rgba = image.convert("RGBA")
-        return Image.alpha_composite(Image.new("RGBA", rgba.size, (0, 0, 0, 255)), rgba).convert("L")
-    return to_gray_u8(image)
 
 
 # --- the model's view ------------------------------------------------------------------
@@ -418,6 +410,7 @@ def inpaint(
     ratio: float | None = None,
     count: int = 1,
     seed: int = 0,
+    shape: str = "square",
     samples: int = 1,
     save_mask: Path | None = None,
     device: str = "auto",
@@ -427,7 +420,7 @@ def inpaint(
     output_format(out)
     if save_mask is not None:
         output_format(save_mask, "--save-mask")
-    check_hole_options(mask, box, ratio, count)
+    check_hole_options(mask, box, ratio, count, shape)
     if samples < 1:
         raise ParamError(f"--samples: must be at least 1, got {samples}")
     outputs = sample_paths(out, samples)
@@ -438,7 +431,7 @@ def inpaint(
     model, size = model_from_checkpoint(state, torch_device)
 
     photo = load_photo(photo_path)
-    hole = hole_from_options(photo.image.size, mask, box, ratio, count, seed)
+    hole = hole_from_options(photo.image.size, mask, box, ratio, count, seed, shape)
     small_mask = model_mask(hole, size)
     fills = completions(model, model_view(photo.image, size, checkpoint_color(state)), small_mask, samples, seed, torch_device)
 

@@ -5,7 +5,9 @@ in this run on this device, so figures can be compared as ratios even on a noisy
 - training throughput (images/s) of the default model and of the study's architecture
   (`model.arch: paper`), through the same `training_step` the pipeline uses, on data that
   lives on the device, with the fresh random masks training draws; and of the default model
-  on RGB images (`prepare.color: rgb`) beside gray;
+  on RGB images (`prepare.color: rgb`) beside gray; and of the default model with stroke and
+  mixed masks instead of squares (masks from the bank training keeps on the device; drawing
+  the bank, once per training, is timed apart);
 - evaluation throughput of the default model;
 - checkpoint sizes (model + optimizer state) as `torch.save` writes them;
 - prepare throughput against a naive PIL loop on 1024x1024 JPEGs (`bench_prepare`).
@@ -21,7 +23,7 @@ from dataclasses import replace
 import torch
 import typer
 
-from vaeinpaint.masks.boxes import RandomMasks
+from vaeinpaint.masks.generator import TrainingMasks
 from vaeinpaint.modeling.layout import to_model
 from vaeinpaint.modeling.model import build_model, count_parameters
 from vaeinpaint.modeling.train import autocast_for, make_optimizer, select_device, training_step
@@ -50,10 +52,17 @@ def _sync(device: torch.device) -> None:
 
 
 def measure_training(
-    model_params: ModelParams, train_params: TrainParams, device: torch.device, steps: int, warmup: int, channels: int = 1
+    model_params: ModelParams,
+    train_params: TrainParams,
+    device: torch.device,
+    steps: int,
+    warmup: int,
+    channels: int = 1,
+    occlusion: OcclusionParams = OcclusionParams(),
 ) -> dict:
-    """Images/s of training steps (after `warmup` steps) on images of `channels` (1 gray, 3 RGB),
-    and the checkpoint's size in MB."""
+    """Images/s of training steps (after `warmup` steps) on images of `channels` (1 gray, 3 RGB)
+    with `occlusion`'s masks, the checkpoint's size in MB, and the seconds it took to set up
+    the masks (the stroke bank)."""
     torch.manual_seed(0)
     model = build_model(model_params, channels).to(device).to(memory_format=torch.channels_last)
     if train_params.compile:
@@ -63,7 +72,10 @@ def measure_training(
     batch = train_params.batch_size
     shape = (max(batch * 4, 256), SIZE, SIZE) + ((channels,) if channels > 1 else ())  # as images.npy stores them
     images = torch.randint(0, 256, shape, dtype=torch.uint8, device=device)
-    masks = RandomMasks(SIZE, OcclusionParams(), seed=0, device=device)
+    started = time.perf_counter()
+    masks = TrainingMasks(SIZE, occlusion, seed=0, device=device)
+    _sync(device)
+    mask_setup_s = time.perf_counter() - started
     generator = masks.for_epoch(0)
 
     def step() -> None:
@@ -80,10 +92,21 @@ def measure_training(
         step()
     _sync(device)
     seconds = time.perf_counter() - started
+    started = time.perf_counter()
+    for _ in range(steps):  # the masks alone, to see their share of a step
+        masks.draw(batch, generator)
+    _sync(device)
+    mask_ms = (time.perf_counter() - started) / steps * 1000
     raw = getattr(model, "_orig_mod", model)
     writer = _CountingWriter()
     torch.save({"model": raw.state_dict(), "optimizer": optimizer.state_dict()}, writer)
-    return {"img_per_s": steps * batch / seconds, "checkpoint_mb": writer.size / 1e6, "parameters": count_parameters(raw)}
+    return {
+        "img_per_s": steps * batch / seconds,
+        "checkpoint_mb": writer.size / 1e6,
+        "parameters": count_parameters(raw),
+        "mask_setup_s": mask_setup_s,
+        "mask_ms_per_batch": mask_ms,
+    }
 
 
 @torch.no_grad()
@@ -98,6 +121,23 @@ def measure_eval(model_params: ModelParams, device: torch.device, batch: int, st
         model(x * (1 - m), m, sample=False)
     _sync(device)
     return steps * batch / (time.perf_counter() - started)
+
+
+def mask_shapes(
+    defaults: Params, train_params: TrainParams, device: torch.device, steps: int, warmup: int, squares: float, squares_mask_ms: float
+) -> dict:
+    """Training images/s of the default model with stroke and mixed masks (20% of the area, as
+    the default squares), as ratios to squares' in the same run; the time to draw one batch's
+    masks alone for each shape; and the stroke bank's setup time."""
+    result = {"mask_ms_per_batch_squares": round(squares_mask_ms, 2)}
+    for shape in ("strokes", "mixed"):
+        measured = measure_training(defaults.model, train_params, device, steps, warmup, occlusion=replace(defaults.occlusion, shape=shape))
+        result[f"train_img_per_s_{shape}"] = round(measured["img_per_s"], 1)
+        result[f"{shape}_vs_squares"] = round(measured["img_per_s"] / squares, 3)
+        result[f"mask_ms_per_batch_{shape}"] = round(measured["mask_ms_per_batch"], 2)
+        if shape == "strokes":
+            result["stroke_bank_s"] = round(measured["mask_setup_s"], 2)
+    return result
 
 
 def run(
@@ -131,6 +171,7 @@ def run(
         "paper_train_img_per_s": round(paper["img_per_s"], 2),
         "train_speedup_vs_paper": round(ours["img_per_s"] / paper["img_per_s"], 1),
         "eval_img_per_s": round(measure_eval(defaults.model, device, 256, 3 if quick else 10), 1),
+        **mask_shapes(defaults, ours_train, device, steps, warmup, ours["img_per_s"], ours["mask_ms_per_batch"]),
         "checkpoint_mb": round(ours["checkpoint_mb"], 2),
         "paper_checkpoint_mb": round(paper["checkpoint_mb"], 1),
         "parameters": ours["parameters"],

@@ -2,7 +2,7 @@
 
 - prepared: `images.npy` (uint8 [N, size, size] gray, [N, size, size, 3] RGB) + `index.csv` (id, row, path, sha256, label, ...)
 - split: `split.csv` (id, row, subset)
-- masks: `masks.npz` (`train`, `test`: uint8 [n, size, size], 1 = missing) + `boxes.csv`
+- masks: `masks.npz` (`train`, `test`: uint8 [n, size, size], 1 = missing) + `boxes.csv` + `per_image.csv`
 Masks are stored in split order: the i-th mask of a subset belongs to its i-th image.
 """
 
@@ -49,9 +49,10 @@ def read_masks(path: Path = paths.MASKS) -> dict[str, np.ndarray]:
         return {name: data[name] for name in data.files}
 
 
-def write_masks(masks: dict[str, np.ndarray], boxes: pd.DataFrame, folder: Path = paths.MASKS_DIR) -> None:
+def write_masks(masks: dict[str, np.ndarray], boxes: pd.DataFrame, shares: pd.DataFrame, folder: Path = paths.MASKS_DIR) -> None:
     save_npz(folder / paths.MASKS.name, **masks)
     write_csv(folder / paths.BOXES.name, boxes)
+    write_csv(folder / paths.MASK_SHARES.name, shares)
 
 
 class SubsetImages:

@@ -1,125 +1,147 @@
-"""Occluding squares: where they go, and the masks they make (1 = missing pixel).
+"""Occluding squares: where they go (1 = missing pixel).
 
-One sampler serves both the stored masks of the `occlude` stage (one generator per image,
-seeded from the image's id, so an image keeps its masks when others are added) and the
-fresh masks drawn for every training batch (one generator per epoch, on the training
-device). Squares are placed one after another, each uniformly among the positions still
+Squares are placed one after another, each uniformly among the top-left corners still
 allowed; with `overlap: false` a square may touch another but not cover any of its pixels.
+When an early square leaves no room for a later one, the image starts over (a bounded
+number of rounds), and past that its squares go into distinct cells of a grid.
+
+Two ways to run the same rounds. Row by row (`sync_free=False`, the `occlude` stage and
+training on the CPU): only the images that failed draw again, and the loop stops as soon
+as none did. That needs the host to look at the tensors (`dead.any()`, boolean indexing),
+which on a GPU waits for every queued kernel. `sync_free=True` (training on a GPU) draws
+every round for every image and keeps each image's first successful round with
+`torch.where`: more arithmetic, no host sync. Both give the same squares whenever an
+image succeeds in its first round, which is always the case for one square, or with
+`overlap: true`.
 """
 
 from __future__ import annotations
 
 import hashlib
 
-import numpy as np
-import pandas as pd
 import torch
 
 from vaeinpaint.errors import DataError
-from vaeinpaint.params import OcclusionParams, square_side
 
-MAX_RESTARTS = 20
+MAX_RESTARTS = 20  # rounds when drawing row by row
+SYNC_FREE_ROUNDS = 6  # rounds when every image draws every round (each ~1/3 of tight cases fail; then the grid)
+
+Canvas = int | tuple[int, int]  # size x size, or (height, width)
+
+
+def canvas(size: Canvas) -> tuple[int, int]:
+    return (size, size) if isinstance(size, int) else (int(size[0]), int(size[1]))
+
+
+def draw_index(weights: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    """One index per row of `weights` [n, k], with probability proportional to the weight.
+
+    Exactly what `torch.multinomial(weights, 1, generator=generator)` returns (PyTorch draws
+    one sample as argmax(w / q), q ~ Exp(1): the Gumbel-max trick), without its check that
+    the weights are valid, which reads a value back to the host and so stalls a GPU."""
+    q = torch.empty_like(weights).exponential_(1, generator=generator)
+    return (weights / q).argmax(dim=1)
+
+
+def _one_round(n, height, width, side, count, overlap, generator, device) -> tuple[torch.Tensor, torch.Tensor]:
+    """Corners [n, count, 2] (x, y) placed one square at a time, and which rows ran out of room."""
+    py, px = height - side + 1, width - side + 1  # valid top-left coordinates per axis
+    allowed = torch.ones(n, py, px, dtype=torch.bool, device=device)  # [y, x]
+    xs, ys = torch.arange(px, device=device), torch.arange(py, device=device)
+    dead = torch.zeros(n, dtype=torch.bool, device=device)
+    corners = []
+    for k in range(count):
+        weights = allowed.flatten(1).float()
+        dead |= weights.sum(1) == 0
+        weights = torch.where(dead[:, None], 1.0, weights)  # placeholder draw for rows that must restart
+        flat = draw_index(weights, generator)
+        y, x = flat // px, flat % px
+        corners.append(torch.stack([x, y], dim=-1))
+        if not overlap and k + 1 < count:
+            # Another square's corner (x', y') overlaps this one iff |x'-x| < side and |y'-y| < side.
+            near_x = (xs[None, :] - x[:, None]).abs() < side
+            near_y = (ys[None, :] - y[:, None]).abs() < side
+            allowed &= ~(near_y[:, :, None] & near_x[:, None, :])
+    return torch.stack(corners, dim=1), dead
 
 
 def sample_boxes(
-    n: int, size: int, side: int, count: int, overlap: bool, generator: torch.Generator, device: torch.device | str = "cpu"
+    n: int,
+    size: Canvas,
+    side: int,
+    count: int,
+    overlap: bool,
+    generator: torch.Generator,
+    device: torch.device | str = "cpu",
+    sync_free: bool = False,
 ) -> torch.Tensor:
     """Top-left corners of `count` squares for each of `n` images: int64 [n, count, 2] as (x, y)."""
-    positions = size - side + 1  # valid top-left coordinates per axis
+    height, width = canvas(size)
+    if side > min(height, width):
+        raise DataError(f"occlusion: a {side} px square does not fit in a {width}x{height} image")
+    if overlap or count == 1:  # no square can be left without room: one round is enough
+        return _one_round(n, height, width, side, count, overlap, generator, device)[0]
+    if sync_free:
+        boxes = torch.zeros(n, count, 2, dtype=torch.long, device=device)
+        pending = torch.ones(n, dtype=torch.bool, device=device)
+        for _ in range(SYNC_FREE_ROUNDS):
+            corners, dead = _one_round(n, height, width, side, count, overlap, generator, device)
+            boxes = torch.where((pending & ~dead)[:, None, None], corners, boxes)
+            pending &= dead
+        grid = grid_boxes(n, height, width, side, count, generator, device)
+        return torch.where(pending[:, None, None], grid, boxes)
     boxes = torch.empty(n, count, 2, dtype=torch.long, device=device)
     todo = torch.arange(n, device=device)
     for _ in range(MAX_RESTARTS):
-        m = len(todo)
-        allowed = torch.ones(m, positions, positions, dtype=torch.bool, device=device)  # [y, x]
-        coords = torch.arange(positions, device=device)
-        dead = torch.zeros(m, dtype=torch.bool, device=device)
-        for k in range(count):
-            weights = allowed.flatten(1).float()
-            dead |= weights.sum(1) == 0
-            weights[dead] = 1.0  # placeholder draw for rows that must restart
-            flat = torch.multinomial(weights, 1, generator=generator).squeeze(1)
-            y, x = flat // positions, flat % positions
-            boxes[todo, k, 0], boxes[todo, k, 1] = x, y
-            if not overlap and k + 1 < count:
-                # Another square's corner (x', y') overlaps this one iff |x'-x| < side and |y'-y| < side.
-                near_x = (coords[None, :] - x[:, None]).abs() < side
-                near_y = (coords[None, :] - y[:, None]).abs() < side
-                allowed &= ~(near_y[:, :, None] & near_x[:, None, :])
+        corners, dead = _one_round(len(todo), height, width, side, count, overlap, generator, device)
+        boxes[todo] = corners
         if not dead.any():
             return boxes
         todo = todo[dead]
     # Tight packings (e.g. nine 33 px squares in 100 px) defeat sequential sampling: place
     # the remaining images' squares in distinct cells of a grid, at random offsets.
-    boxes[todo] = _grid_boxes(len(todo), size, side, count, generator, device)
+    boxes[todo] = grid_boxes(len(todo), height, width, side, count, generator, device)
     return boxes
 
 
-def _grid_boxes(n: int, size: int, side: int, count: int, generator: torch.Generator, device) -> torch.Tensor:
-    cells_per_axis = size // side
-    if count > cells_per_axis**2:
-        raise DataError(f"occlusion: {count} squares of {side} px cannot fit without overlap in {size} px")
-    cell = size // cells_per_axis
-    order = torch.rand(n, cells_per_axis**2, generator=generator, device=device).argsort(dim=1)[:, :count]
-    offsets = torch.randint(0, cell - side + 1, (n, count, 2), generator=generator, device=device)
-    return torch.stack([order % cells_per_axis, order // cells_per_axis], dim=-1) * cell + offsets
+def grid_boxes(n: int, height: int, width: int, side: int, count: int, generator: torch.Generator, device) -> torch.Tensor:
+    """Corners [n, count, 2] of squares in distinct cells of the coarsest grid that holds them."""
+    cells_x, cells_y = width // side, height // side
+    if count > cells_x * cells_y:
+        raise DataError(f"occlusion: {count} squares of {side} px cannot fit without overlap in a {width}x{height} image")
+    cell_w, cell_h = width // cells_x, height // cells_y
+    order = torch.rand(n, cells_x * cells_y, generator=generator, device=device).argsort(dim=1)[:, :count]
+    if cell_w == cell_h:  # a square canvas: one draw for both offsets, as squares have always been placed
+        offsets = torch.randint(0, cell_w - side + 1, (n, count, 2), generator=generator, device=device)
+    else:
+        dx = torch.randint(0, cell_w - side + 1, (n, count, 1), generator=generator, device=device)
+        dy = torch.randint(0, cell_h - side + 1, (n, count, 1), generator=generator, device=device)
+        offsets = torch.cat([dx, dy], dim=-1)
+    return torch.stack([order % cells_x * cell_w, order // cells_x * cell_h], dim=-1) + offsets
 
 
-def boxes_to_masks(boxes: torch.Tensor, size: int, side: int) -> torch.Tensor:
-    """[n, count, 2] corners -> float masks [n, 1, size, size], 1 inside any square."""
-    coords = torch.arange(size, device=boxes.device)
-    x, y = boxes[..., 0, None], boxes[..., 1, None]  # [n, count, 1]
-    in_x = (coords >= x) & (coords < x + side)  # [n, count, size]
-    in_y = (coords >= y) & (coords < y + side)
-    inside = (in_y[..., :, None] & in_x[..., None, :]).any(dim=1)  # [n, size, size]
+def centred_box(height: int, width: int, box_w: int, box_h: int) -> tuple[int, int]:
+    """Top-left corner of a box in the middle of the image (rounded up and to the left)."""
+    return (width - box_w) // 2, (height - box_h) // 2
+
+
+def boxes_to_masks(boxes: torch.Tensor, size: Canvas) -> torch.Tensor:
+    """Boxes [n, count, 4] as (x, y, w, h) -> float masks [n, 1, height, width], 1 inside any box."""
+    height, width = canvas(size)
+    xs, ys = torch.arange(width, device=boxes.device), torch.arange(height, device=boxes.device)
+    x, y, w, h = (boxes[..., i, None] for i in range(4))  # [n, count, 1]
+    in_x = (xs >= x) & (xs < x + w)  # [n, count, width]
+    in_y = (ys >= y) & (ys < y + h)
+    inside = (in_y[..., :, None] & in_x[..., None, :]).any(dim=1)  # [n, height, width]
     return inside.unsqueeze(1).float()
 
 
+def with_sizes(corners: torch.Tensor, side: int) -> torch.Tensor:
+    """Square corners [n, count, 2] -> boxes [n, count, 4] as (x, y, side, side)."""
+    return torch.cat([corners, torch.full_like(corners, side)], dim=-1)
+
+
 def image_generator(seed: int, image_id: str) -> torch.Generator:
+    """A CPU generator for one image, seeded from its id: its draws do not depend on other images."""
     digest = hashlib.sha256(f"{seed}:{image_id}".encode()).digest()
     return torch.Generator().manual_seed(int.from_bytes(digest[:8], "little") & ((1 << 63) - 1))
-
-
-def occlude(ids: list[str], size: int, params: OcclusionParams) -> tuple[np.ndarray, list[tuple[int, int, int]]]:
-    """Masks for the images `ids`: (uint8 [n, size, size], [(image index, x, y)] per square)."""
-    side = square_side(size, params.ratio, params.ratio_of)
-    corners = torch.empty(len(ids), params.count, 2, dtype=torch.long)
-    for i, image_id in enumerate(ids):
-        gen = image_generator(params.seed, image_id)
-        corners[i] = sample_boxes(1, size, side, params.count, params.overlap, gen)[0]
-    masks = boxes_to_masks(corners, size, side)[:, 0].to(torch.uint8).numpy() if len(ids) else np.zeros((0, size, size), np.uint8)
-    return masks, corners.numpy()
-
-
-def boxes_table(ids: list[str], subset: str, corners: np.ndarray, side: int) -> pd.DataFrame:
-    n, count = corners.shape[:2]
-    return pd.DataFrame(
-        {
-            "id": np.repeat(ids, count),
-            "subset": subset,
-            "square": np.tile(np.arange(count), n),
-            "x": corners[..., 0].reshape(-1),
-            "y": corners[..., 1].reshape(-1),
-            "w": side,
-            "h": side,
-        }
-    )
-
-
-class RandomMasks:
-    """Fresh masks for training batches, drawn on the training device.
-
-    One generator per epoch, seeded from (seed, epoch): an epoch's masks do not depend
-    on what ran before, so a resumed training draws exactly what an unbroken one would.
-    """
-
-    def __init__(self, size: int, params: OcclusionParams, seed: int, device: torch.device):
-        self.size, self.params, self.seed, self.device = size, params, seed, device
-        self.side = square_side(size, params.ratio, params.ratio_of)
-
-    def for_epoch(self, epoch: int) -> torch.Generator:
-        return torch.Generator(device=self.device).manual_seed(self.seed * 1_000_003 + epoch)
-
-    def draw(self, n: int, generator: torch.Generator) -> torch.Tensor:
-        p = self.params
-        boxes = sample_boxes(n, self.size, self.side, p.count, p.overlap, generator, self.device)
-        return boxes_to_masks(boxes, self.size, self.side)

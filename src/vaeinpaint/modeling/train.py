@@ -41,7 +41,7 @@ import torch.nn.functional as F
 from vaeinpaint.data.split import split_key
 from vaeinpaint.errors import TrainingError
 from vaeinpaint.files import file_hash
-from vaeinpaint.masks.boxes import RandomMasks
+from vaeinpaint.masks.generator import TrainingMasks
 from vaeinpaint.modeling.augment import augment, augment_generator
 from vaeinpaint.modeling.checkpoint import load_checkpoint, model_config, save_checkpoint
 from vaeinpaint.modeling.feed import make_feed
@@ -240,7 +240,7 @@ def train_model(
     if dist.world > 1:
         model = torch.nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
     autocast = autocast_for(device, tp.precision)
-    random_masks = RandomMasks(size, params.occlusion, tp.seed, device)
+    random_masks = TrainingMasks(size, params.occlusion, tp.seed, device, stored=masks)
     augment_with = augment_ops(tp.augment)
 
     def batch(images_u8, masks_u8, stored: bool, generator: torch.Generator | None, augment_generator_=None):
