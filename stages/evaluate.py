@@ -1,4 +1,5 @@
-"""DVC stage `evaluate`: restore train and test, score them beside the baselines, log to MLflow."""
+"""DVC stage `evaluate`: restore train and test, score them beside the baselines, also by hole
+size, log to MLflow."""
 
 from pathlib import Path
 
@@ -6,9 +7,10 @@ import pandas as pd
 
 from vaeinpaint import paths, tracking
 from vaeinpaint.cli import run_stage
-from vaeinpaint.data.dataset import load_subset, read_images, read_masks, read_split
+from vaeinpaint.data.dataset import load_subset, read_baseline_scores, read_images, read_mask_shares, read_masks, read_split
 from vaeinpaint.data.split import SUBSETS
 from vaeinpaint.evaluation.baselines import evenly_spaced
+from vaeinpaint.evaluation.by_hole_size import bin_metrics, by_hole_size, scores_by_method
 from vaeinpaint.evaluation.evaluate import diversity, restore, sample_grid, score_model, summarize
 from vaeinpaint.files import atomic_path, read_json, write_csv, write_json
 from vaeinpaint.modeling.checkpoint import check_fits_pipeline, load_checkpoint, model_from_checkpoint
@@ -45,15 +47,20 @@ def main(params_file: Path = paths.PARAMS) -> None:
     baselines = read_json(paths.BASELINES_METRICS) if paths.BASELINES_METRICS.exists() else {}
     write_json(paths.EVAL_METRICS, {**results, "baselines": baselines})
     per_image = pd.concat(tables, ignore_index=True)
-    write_csv(paths.EVAL_PER_IMAGE, per_image[["id", "subset", "ssim", "raw_ssim", "hole_psnr", "hole_l1"]])
+    shares = read_mask_shares()
+    per_image["hole_share"] = per_image["id"].map(shares)
+    write_csv(paths.EVAL_PER_IMAGE, per_image[["id", "subset", "hole_share", "ssim", "raw_ssim", "hole_psnr", "hole_l1"]])
+    baseline_scores = read_baseline_scores() if paths.BASELINES_PER_IMAGE.exists() else None
+    by_size = by_hole_size(scores_by_method(per_image, baseline_scores, shares))
+    write_csv(paths.BY_HOLE_SIZE, by_size)
     if grid is not None:
         with atomic_path(paths.SAMPLES) as tmp:
             grid.save(tmp, format="PNG")
 
     run_id = read_json(paths.RUN_INFO).get("run_id", "") if paths.RUN_INFO.exists() else ""
     run = tracking.resume_run(run_id)
-    run.log_metrics(tracking.flat_metrics({**results, "baselines": baselines}))
-    for artifact in (paths.EVAL_METRICS, paths.EVAL_PER_IMAGE, paths.SAMPLES, paths.PARAMS):
+    run.log_metrics({**tracking.flat_metrics({**results, "baselines": baselines}), **bin_metrics(by_size)})
+    for artifact in (paths.EVAL_METRICS, paths.EVAL_PER_IMAGE, paths.BY_HOLE_SIZE, paths.SAMPLES, paths.PARAMS):
         if Path(artifact).exists():
             run.log_artifact(artifact, "evaluate")
     run.end()

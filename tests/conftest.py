@@ -72,7 +72,8 @@ def run_env(**extra: str) -> dict[str, str]:
 
 def copy_project(root: Path, overrides: dict[str, dict], *, git: bool = True) -> Path:
     """A copy of this project (dvc.yaml, stages, library, params.yaml with `overrides` applied
-    per block) at `root`, as a fresh git + DVC repo with one commit when `git` is set."""
+    per block) at `root`, as a fresh git + DVC repo, with the project's plot templates
+    (.dvc/plots), and one commit when `git` is set."""
     root.mkdir(parents=True, exist_ok=True)
     for name in ("dvc.yaml", ".gitignore", "pyproject.toml"):
         shutil.copy(ROOT / name, root / name)
@@ -88,6 +89,7 @@ def copy_project(root: Path, overrides: dict[str, dict], *, git: bool = True) ->
             ["git", "config", "user.email", "test@example.com"],
             ["git", "config", "user.name", "test"],
             ["dvc", "init", "-q"],
+            ["cp", "-r", str(ROOT / ".dvc" / "plots"), str(root / ".dvc" / "plots")],
             ["git", "add", "-A"],
             ["git", "commit", "-qm", "copy of the project"],
         ):

@@ -48,6 +48,18 @@ def test_defaults_fill_missing_blocks(tmp_path):
         ({"model": {"arch": "paper"}, "prepare": {"size": 64}}, "model.arch", "100x100"),
         ({"occlusion": {"colour": "red"}}, "occlusion.colour", "unknown param"),
         ({"baselines": {"methods": ["biharmonic", "magic"]}}, "baselines.methods", "unknown value"),
+        ({"occlusion": {"shape": "blobs"}}, "occlusion.shape", "unknown value"),
+        ({"occlusion": {"position": "corner"}}, "occlusion.position", "unknown value"),
+        ({"occlusion": {"position": "center", "count": 2}}, "occlusion.position", "'center' places one box"),
+        ({"occlusion": {"shape": "strokes", "position": "center"}}, "occlusion.position", "not strokes"),
+        ({"occlusion": {"shape": "mixed", "count": 2}}, "occlusion.count", "not mixed"),
+        ({"occlusion": {"shape": "files"}}, "occlusion.path", "required"),
+        ({"occlusion": {"shape": "files", "path": "no/such/masks"}}, "occlusion.path", "does not exist"),
+        ({"occlusion": {"shape": "strokes", "ratio": 0.8}}, "occlusion.ratio", "strokes reach only"),
+        ({"occlusion": {"shape": "strokes", "ratio": 0.3, "strokes": 1}}, "occlusion.ratio", "strokes reach only"),
+        ({"occlusion": {"shape": "rectangle", "ratio_of": "side"}}, "occlusion.ratio_of", "squares"),
+        ({"occlusion": {"shape": "rectangle", "aspect": 0.5}}, "occlusion.aspect", ">= 1"),
+        ({"occlusion": {"shape": "strokes", "stroke_width": 0}}, "occlusion.stroke_width", "(0, 1]"),
     ],
 )
 def test_bad_values_name_the_param(tmp_path, blocks, names_param, says):
@@ -101,3 +113,15 @@ def test_shipped_params_file_equals_the_code_defaults():
     from vaeinpaint.params import Params
 
     assert load_params(ROOT / "params.yaml", base=ROOT) == Params()
+
+
+def test_mask_params_that_fit_are_accepted(tmp_path):
+    (tmp_path / "masks").mkdir()
+    for occlusion in (
+        {"shape": "strokes", "ratio": 0.45},
+        {"shape": "mixed", "ratio": 0.3},
+        {"shape": "rectangle", "count": 3, "ratio": 0.1},
+        {"shape": "files", "path": "masks"},
+        {"position": "center", "ratio_of": "side"},
+    ):
+        assert load_params(write(tmp_path, {"occlusion": occlusion}), base=tmp_path).occlusion.shape == occlusion.get("shape", "square")

@@ -45,6 +45,7 @@ TRAIN_METRICS = METRICS_DIR / "train.json"
 TRAIN_CURVE = METRICS_DIR / "train_loss.csv"
 BASELINES_METRICS = METRICS_DIR / "baselines.json"
 EVAL_METRICS = METRICS_DIR / "evaluate.json"
+BY_HOLE_SIZE = METRICS_DIR / "by_hole_size.csv"  # bin, hole_share, method, n, ssim, hole_psnr (test set)
 
 MLFLOW_DB = "mlflow.db"
 RESUME_DIR = ".resume"  # under project_root(): per-config training state for resuming

@@ -49,6 +49,17 @@ def read_masks(path: Path = paths.MASKS) -> dict[str, np.ndarray]:
         return {name: data[name] for name in data.files}
 
 
+def read_mask_shares(path: Path = paths.MASK_SHARES) -> pd.Series:
+    """The share of each image its mask hides, by image id (what `occlude` recorded)."""
+    table = pd.read_csv(_need(path, "occlude"), dtype={"id": str, "subset": str, "kind": str, "mask_file": str}, keep_default_na=False)
+    return table.set_index("id")["share"]
+
+
+def read_baseline_scores(path: Path = paths.BASELINES_PER_IMAGE) -> pd.DataFrame:
+    """The baselines' per-image scores: id, subset, method, ssim, hole_psnr, hole_l1."""
+    return pd.read_csv(_need(path, "baselines"), dtype={"id": str, "subset": str, "method": str})
+
+
 def write_masks(masks: dict[str, np.ndarray], boxes: pd.DataFrame, shares: pd.DataFrame, folder: Path = paths.MASKS_DIR) -> None:
     save_npz(folder / paths.MASKS.name, **masks)
     write_csv(folder / paths.BOXES.name, boxes)
