@@ -7,6 +7,7 @@ import re
 import subprocess
 import time
 
+import pandas as pd
 import pytest
 import yaml
 
@@ -59,6 +60,14 @@ def test_repro_runs_every_stage_and_writes_metrics(project, repro):
     assert (project / "data/eval/samples.png").stat().st_size > 0
     train = json.loads((project / "metrics/train.json").read_text())
     assert train["epochs"] == 2
+    occlusion = json.loads((project / "metrics/occlude.json").read_text())
+    assert occlusion["shape"] == "square" and occlusion["test"]["n"] == 12
+    assert occlusion["test"]["share_mean"] == occlusion["target_share"] == round(21 * 21 / 48**2, 6)  # 21 px squares at 48 px
+    by_size = pd.read_csv(project / "metrics/by_hole_size.csv")
+    assert set(by_size["method"]) == {"model", "corrupted", "biharmonic", "telea"}
+    assert set(by_size["bin"]) == {"10-20%"} and set(by_size["n"]) == {12}
+    model = by_size[by_size["method"] == "model"].iloc[0]
+    assert model["ssim"] == pytest.approx(results["test"]["ssim_mean"], abs=1e-6)  # one bin: the whole test set
 
 
 def test_repro_logged_one_mlflow_run_at_the_root(project, repro):
@@ -74,6 +83,8 @@ def test_repro_logged_one_mlflow_run_at_the_root(project, repro):
     assert run.data.metrics["train_ssim_std"] == pytest.approx(results["train"]["ssim_std"])
     assert run.data.params["occlusion.ratio"] == "0.2" and run.data.params["train.epochs"] == "2"
     assert [m.step for m in client.get_metric_history(run.info.run_id, "train_loss")] == [1, 2]
+    assert run.data.metrics["test_ssim_bin_10_20"] == pytest.approx(results["test"]["ssim_mean"], abs=1e-6)
+    assert "test_biharmonic_hole_psnr_bin_10_20" in run.data.metrics
     head = sh("git", "rev-parse", "HEAD", cwd=project).stdout.strip()
     assert run.data.tags["git.commit"] == head
     assert run.info.status == "FINISHED"
@@ -126,6 +137,22 @@ def test_colour_experiment_reruns_prepare_and_what_reads_pixels(project, repro):
     sh("dvc", "checkout", "--force", cwd=project)
 
 
+def test_colour_and_strokes_experiment(project, repro):
+    """The issue's tiny colour + strokes experiment: prepare re-runs for the colour, occlude for
+    the strokes; split (same content) and download do not."""
+    sh("git", "add", "-A", cwd=project)
+    sh("git", "commit", "-qm", "results", "--allow-empty", cwd=project)
+    args = ["-S", "prepare.color=rgb", "-S", "occlusion.shape=strokes", "-S", "occlusion.ratio=0.3"]
+    exp = sh("dvc", "exp", "run", "-n", "colour-strokes", *args, cwd=project)
+    assert stages_run(exp.stdout) == {"prepare", "occlude", "baselines", "train", "evaluate"}
+    occlusion = json.loads((project / "metrics/occlude.json").read_text())
+    assert occlusion["shape"] == "strokes" and abs(occlusion["test"]["share_mean"] - 0.3) < 0.03
+    by_size = pd.read_csv(project / "metrics/by_hole_size.csv")
+    assert set(by_size["method"]) == {"model", "corrupted", "biharmonic", "telea"} and set(by_size["bin"]) >= {"20-30%", "30-40%"}
+    sh("git", "checkout", "--", "params.yaml", "dvc.lock", "metrics", cwd=project)
+    sh("dvc", "checkout", "--force", cwd=project)
+
+
 def test_evaluate_only_param_does_not_retrain(project, repro):
     params = yaml.safe_load((project / "params.yaml").read_text())
     params["evaluate"]["grid_images"] = 2
@@ -138,6 +165,7 @@ def test_dvc_plots_show_renders_the_loss_curve_and_the_sample_grid(project, repr
     out = sh("dvc", "plots", "show", "-o", "plots", cwd=project)
     page = (project / "plots/index.html").read_text()
     assert "samples.png" in page and "train_loss" in page, out.stdout
+    assert "SSIM by hole size" in page and "Hole PSNR by hole size" in page and '"method": "biharmonic"' in page
     images = list((project / "plots").rglob("*samples.png"))
     assert images and images[0].read_bytes() == (project / "data/eval/samples.png").read_bytes()
 
