@@ -40,6 +40,12 @@ def _one_round(sizes: torch.Tensor, height: int, width: int, overlap: bool, gene
     corners: list[torch.Tensor] = []
     for k in range(count):
         w, h = sizes[:, k, 0, None], sizes[:, k, 1, None]  # [n, 1]
+        if k == 0 or overlap:  # nothing in the way: the corners allowed are a rectangle, x and y independent
+            u = torch.rand(n, 2, generator=generator, device=device, dtype=torch.float64)
+            x = (u[:, 0] * (width - w[:, 0] + 1)).floor().long()
+            y = (u[:, 1] * (height - h[:, 0] + 1)).floor().long()
+            corners.append(torch.stack([x, y], dim=-1))
+            continue
         allowed = (ys[None, :] <= height - h)[:, :, None] & (xs[None, :] <= width - w)[:, None, :]  # [n, y, x]
         if not overlap:
             for j, corner in enumerate(corners):
