@@ -32,5 +32,5 @@ def test_bench_times_stroke_and_mixed_masks_beside_squares(monkeypatch):
     for shape in ("strokes", "mixed"):
         assert result[f"train_img_per_s_{shape}"] > 0 and result[f"mask_ms_per_batch_{shape}"] > 0
         ratio = result[f"train_img_per_s_{shape}"] / squares["img_per_s"]
-        assert result[f"{shape}_vs_squares"] == pytest.approx(ratio, rel=0.05)  # from the unrounded figures
+        assert result[f"{shape}_vs_squares"] == pytest.approx(ratio, rel=0.05, abs=6e-4)  # rounded to 3 decimals
     assert result["stroke_bank_s"] > 0
