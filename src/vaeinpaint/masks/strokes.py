@@ -4,7 +4,9 @@ The strokes are those of DeepFill v2's `brush_stroke_mask` (Yu et al., "Free-For
 Inpainting with Gated Convolution", ICCV 2019), which LaMa's irregular masks follow too:
 each stroke is a random walk of thick line segments from a random start, zig-zagging (the
 turn angle alternates around 2 pi / 5), each segment about diag / 8 long (normal, clipped
-to [0, diag / 4]), with round joints. OpenCV draws a thick line with round caps, so
+to [0, diag / 4]), with round joints. DeepFill's walks all head right and it flips whole
+masks at random; here each stroke heads one of 8 ways (flips and a transpose), so the
+strokes of one mask cross each other. OpenCV draws a thick line with round caps, so
 consecutive segments join round, as DeepFill's extra circles at each vertex make them.
 
 What differs: DeepFill's masks cover whatever their random strokes happen to cover (5% to
@@ -59,14 +61,18 @@ def _walks(height: int, width: int, brush: Brush, rng: np.random.Generator):
         spread = rng.uniform(0, ANGLE_RANGE, 2)
         low, high = MEAN_ANGLE - spread[0], MEAN_ANGLE + spread[1]
         thickness = max(1, int(round(brush.width * short * rng.uniform(1 - WIDTH_SPREAD, 1 + WIDTH_SPREAD))))
+        flip_x, flip_y, swap = rng.integers(0, 2, 3) * 2 - 1  # which way this stroke heads: one of 8
         x, y = rng.uniform(0, width), rng.uniform(0, height)
         for i in range(vertices - 1):
             angle = rng.uniform(low, high)
             if i % 2 == 0:
                 angle = 2 * math.pi - angle
             length = float(np.clip(rng.normal(radius, radius / 2), 0, 2 * radius))
-            nx = float(np.clip(x + length * math.cos(angle), 0, width - 1))
-            ny = float(np.clip(y + length * math.sin(angle), 0, height - 1))
+            dx, dy = length * math.cos(angle), length * math.sin(angle)
+            if swap > 0:
+                dx, dy = dy, dx
+            nx = float(np.clip(x + flip_x * dx, 0, width - 1))
+            ny = float(np.clip(y + flip_y * dy, 0, height - 1))
             yield (int(round(x)), int(round(y))), (int(round(nx)), int(round(ny))), thickness
             x, y = nx, ny
 
