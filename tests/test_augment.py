@@ -7,7 +7,7 @@ import torch
 import yaml
 
 from vaeinpaint.errors import ParamError
-from vaeinpaint.masks.boxes import occlude
+from vaeinpaint.masks.generator import occlude
 from vaeinpaint.modeling.augment import CROP_SCALE, augment, augment_generator
 from vaeinpaint.modeling.checkpoint import load_checkpoint
 from vaeinpaint.modeling.train import train_model
@@ -81,7 +81,7 @@ def data():
     params = tiny_params()
     images = synthetic_images(N, params.prepare.size)
     ids = [f"{i:016x}" for i in range(N)]
-    masks, _ = occlude(ids, params.prepare.size, params.occlusion)
+    masks = occlude(ids, params.prepare.size, params.occlusion).masks
     return images, masks, ids
 
 

@@ -21,7 +21,7 @@ from vaeinpaint.errors import DataError, ParamError
 from vaeinpaint.evaluation import metrics
 from vaeinpaint.evaluation.baselines import fill
 from vaeinpaint.evaluation.evaluate import diversity, restore, sample_grid, score, score_model
-from vaeinpaint.masks.boxes import occlude
+from vaeinpaint.masks.generator import occlude
 from vaeinpaint.modeling.checkpoint import check_fits_pipeline, load_checkpoint, model_config, model_from_checkpoint, save_checkpoint
 from vaeinpaint.modeling.model import build_model
 from vaeinpaint.modeling.train import ssim_map, train_model
@@ -167,7 +167,7 @@ def test_colour_model_trains_and_its_checkpoint_records_colour_and_size(tmp_path
     images = tinted_images(n, 32)
     ids = [f"{i:016x}" for i in range(n)]
     params = tiny_params(train={"epochs": 6, "lr": 1e-2})
-    masks, _ = occlude(ids, 32, params.occlusion)
+    masks = occlude(ids, 32, params.occlusion).masks
     result = train_model(params, images, masks, ids)
     losses = [r["train_loss"] for r in result.history]
     assert losses[-1] < 0.8 * losses[0]

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from vaeinpaint.data.dataset import SubsetImages
-from vaeinpaint.masks.boxes import occlude
+from vaeinpaint.masks.generator import occlude
 from vaeinpaint.modeling.feed import ResidentFeed, StreamedFeed, make_feed
 from vaeinpaint.modeling.train import summary, train_model
 
@@ -70,7 +70,7 @@ def test_streamed_training_equals_resident_training(tmp_path):
     view = SubsetImages(np.load(tmp_path / "images.npy", mmap_mode="r"), rows)
     ids = [f"{i:016x}" for i in range(n)]
     params = tiny_params(train={"epochs": 2, "masks": "fixed"})  # stored masks travel in the chunks too
-    masks, _ = occlude(ids, 32, params.occlusion)
+    masks = occlude(ids, 32, params.occlusion).masks
 
     resident = train_model(params, images[rows], masks, ids)
     streamed = train_model(tiny_params(train={"epochs": 2, "masks": "fixed", "resident_fraction": 1e-12}), view, masks, ids)

@@ -118,7 +118,7 @@ def test_occlude_assigns_file_masks(tmp_path):
 
 
 def run_occlude(project, occlusion: dict) -> subprocess.CompletedProcess:
-    (project / "params.yaml").write_text(yaml.safe_dump({"prepare": {"size": 24}, "occlusion": occlusion}))
+    (project / "params.yaml").write_text(yaml.safe_dump({"prepare": {"size": 32}, "occlusion": occlusion}))
     return subprocess.run(
         [sys.executable, str(ROOT / "stages" / "occlude.py")],
         cwd=project,
@@ -149,22 +149,22 @@ def load_stage(name: str):
 
 def test_occlude_stage_records_shares_and_skipped_files(project, monkeypatch):
     write_folder(project / "masks", mask_files())
-    (project / "params.yaml").write_text(yaml.safe_dump({"prepare": {"size": 24}, "occlusion": {"shape": "files", "path": "masks"}}))
+    (project / "params.yaml").write_text(yaml.safe_dump({"prepare": {"size": 32}, "occlusion": {"shape": "files", "path": "masks"}}))
     monkeypatch.chdir(project)
     load_stage("occlude").main(project / "params.yaml")
     summary = json.loads((project / "metrics/occlude.json").read_text())
     assert summary["shape"] == "files" and summary["target_share"] is None
     assert summary["train"]["n"] == 24 and summary["test"]["n"] == 6
-    assert summary["train"]["share_mean"] == pytest.approx(8 / 24)
+    assert 0.3 < summary["train"]["share_mean"] < 0.36  # each usable mask hides about its left third
     assert summary["mask_files"] == {"read": 6, "skipped": 4, "skipped_reasons": dict(sorted(SKIPPED.items()))}
     table = pd.read_csv(project / "data/masks/per_image.csv", dtype=str, keep_default_na=False)
     assert list(table.columns) == ["id", "subset", "kind", "share", "mask_file"] and len(table) == 30
     with np.load(project / "data/masks/masks.npz") as masks:
-        assert masks["train"].shape == (24, 24, 24) and masks["test"].shape == (6, 24, 24)
+        assert masks["train"].shape == (24, 32, 32) and masks["test"].shape == (6, 32, 32)
 
 
 def test_occlude_stage_records_stroke_shares(project, monkeypatch):
-    (project / "params.yaml").write_text(yaml.safe_dump({"prepare": {"size": 24}, "occlusion": {"shape": "strokes", "ratio": 0.3}}))
+    (project / "params.yaml").write_text(yaml.safe_dump({"prepare": {"size": 32}, "occlusion": {"shape": "strokes", "ratio": 0.3}}))
     monkeypatch.chdir(project)
     load_stage("occlude").main(project / "params.yaml")
     summary = json.loads((project / "metrics/occlude.json").read_text())
@@ -188,8 +188,8 @@ def test_occlude_stage_refuses_an_empty_mask_folder_in_one_line_and_writes_nothi
 def test_occlude_stage_refuses_a_ratio_strokes_cannot_reach(project, monkeypatch):
     from vaeinpaint.errors import ParamError
 
-    (project / "params.yaml").write_text(yaml.safe_dump({"prepare": {"size": 24}, "occlusion": {"shape": "strokes", "ratio": 0.7}}))
+    (project / "params.yaml").write_text(yaml.safe_dump({"prepare": {"size": 32}, "occlusion": {"shape": "strokes", "ratio": 0.7}}))
     monkeypatch.chdir(project)
-    with pytest.raises(ParamError, match=r"^occlusion\.ratio: strokes reach only 0\.\d\d of a 24x24 image on average"):
+    with pytest.raises(ParamError, match=r"^occlusion\.ratio: strokes reach only 0\.\d\d of a 32x32 image on average"):
         load_stage("occlude").main(project / "params.yaml")
     assert not (project / "data/masks").exists() and not (project / "metrics").exists()
