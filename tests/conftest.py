@@ -110,3 +110,29 @@ def served(tmp_path):
 
 def sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def save_tiny_checkpoint(path: Path, size: int = 32) -> Path:
+    """An untrained tiny model at `size` px. PyTorch's default init shrinks the signal at
+    every layer, so such a model outputs ~0.5 everywhere whatever its latent; He init keeps
+    the signal, so that (as with a trained model) the latent matters and samples differ."""
+    import torch
+    import torch.nn as nn
+
+    from vaeinpaint.modeling.checkpoint import model_config, save_checkpoint
+    from vaeinpaint.modeling.model import build_model
+    from vaeinpaint.params import ModelParams
+
+    torch.manual_seed(0)
+    params = ModelParams(width=8, latent_channels=4)
+    model = build_model(params)
+    for module in model.modules():
+        if isinstance(module, (nn.Conv2d, nn.ConvTranspose2d)):
+            nn.init.kaiming_normal_(module.weight, a=0.2, nonlinearity="leaky_relu")
+    save_checkpoint(path, {"model": model.state_dict(), "config": model_config(params, size)})
+    return path
+
+
+@pytest.fixture(scope="session")
+def tiny_checkpoint(tmp_path_factory) -> Path:
+    return save_tiny_checkpoint(tmp_path_factory.mktemp("model") / "checkpoint.pt")

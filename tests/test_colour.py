@@ -364,7 +364,7 @@ def test_colour_checkpoint_fills_colour_photos_directly(tmp_path, colour_checkpo
     rng = np.random.default_rng(0)
     photo = rng.integers(0, 256, (70, 90, 3), dtype=np.uint8)
     Image.fromarray(photo).save(tmp_path / "photo.png")
-    inpaint(tmp_path / "photo.png", tmp_path / "out.png", colour_checkpoint, box="20,10,30,40")
+    inpaint(tmp_path / "photo.png", tmp_path / "out.png", colour_checkpoint, box="20,10,30,40", strategy="resize")
     out = np.asarray(Image.open(tmp_path / "out.png"))
     hole = np.zeros((70, 90), bool)
     hole[10:50, 20:50] = True

@@ -48,9 +48,13 @@ def validate(params_file: str = typer.Option("params.yaml", "--params", help="pa
 
 @app.command()
 def inpaint(
-    photo: Path = typer.Argument(..., help="the photo: any size; gray, RGB, RGBA, palette or 16-bit"),
-    output: Path = typer.Option(..., "--output", "-o", help="where to write the result: .png, .tif, .bmp or .webp (lossless)"),
-    mask: Path | None = typer.Option(None, "--mask", help="a mask image the photo's size: white = missing"),
+    photo: Path = typer.Argument(..., help="the photo (any size; gray, RGB, RGBA, palette or 16-bit), or a folder of photos"),
+    output: Path = typer.Option(
+        ..., "--output", "-o", help="the result: .png, .tif, .bmp or .webp (lossless); for a folder, a folder (PNGs)"
+    ),
+    mask: Path | None = typer.Option(
+        None, "--mask", help="a mask image the photo's size, white = missing; for a folder, a folder of masks named as the photos"
+    ),
     box: str | None = typer.Option(None, "--box", help="the hole as x,y,w,h in the photo's pixels"),
     ratio: float | None = typer.Option(None, "--random", help="a random hole: squares each this share of the photo's area, or --shape"),
     count: int = typer.Option(1, "--count", help="--random: how many squares or rectangles (never overlapping)"),
@@ -58,31 +62,69 @@ def inpaint(
     seed: int = typer.Option(0, "--seed", help="seeds --random's placement and --samples' draws"),
     checkpoint: Path | None = typer.Option(None, "--checkpoint", help="a trained model (default: data/model/checkpoint.pt in the project)"),
     samples: int = typer.Option(1, "--samples", help="1: the most likely completion; K > 1: K drawn from the latent, as NAME_1 ... NAME_K"),
-    save_mask: Path | None = typer.Option(None, "--save-mask", help="also write the mask used (white = missing)"),
+    save_mask: Path | None = typer.Option(None, "--save-mask", help="also write the mask used (white = missing); for a folder, a folder"),
     device: str = typer.Option("auto", "--device", help="auto, cpu or cuda"),
+    strategy: str = typer.Option(
+        "crop",
+        "--strategy",
+        help="photos larger than the model: crop (a window around each hole), resize (whole photo to the model's size), original (whole photo, up to 1024 px)",
+    ),
 ) -> None:
-    """Fill a hole in a photo with the trained VAE; pixels outside the hole are kept exactly."""
+    """Fill a hole in a photo (or in every photo of a folder) with the trained VAE; pixels outside the hole are kept exactly."""
     # Imported here, not at the top: torch takes seconds to load and `validate` needs none of it.
-    from vaeinpaint import paths
-    from vaeinpaint.apps.inpaint import inpaint as inpaint_photo
+    from vaeinpaint.apps.models import pipeline_spec
 
+    spec = str(checkpoint) if checkpoint is not None else pipeline_spec()
+    options = dict(box=box, ratio=ratio, count=count, shape=shape, seed=seed, samples=samples, device=device, strategy=strategy)
     try:
-        written = inpaint_photo(
-            photo,
-            output,
-            checkpoint if checkpoint is not None else paths.project_root() / paths.CHECKPOINT,
-            mask=mask,
-            box=box,
-            ratio=ratio,
-            count=count,
-            seed=seed,
-            shape=shape,
-            samples=samples,
-            save_mask=save_mask,
-            device=device,
-        )
+        if photo.is_dir():
+            from vaeinpaint.apps.batch import inpaint_folder
+
+            report = inpaint_folder(photo, output, spec, mask_dir=mask, save_mask_dir=save_mask, **options)
+        else:
+            from vaeinpaint.apps.inpaint import inpaint as inpaint_photo
+
+            written = inpaint_photo(photo, output, spec, mask=mask, save_mask=save_mask, **options)
     except VaeinpaintError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from None
+    if photo.is_dir():
+        lines = report.summary(output)
+        typer.echo(lines[0])
+        for line in lines[1:]:
+            typer.echo(line, err=True)
+        if report.skipped:
+            raise typer.Exit(1)
+        return
     for path in written:
         typer.echo(f"wrote {path}")
+
+
+@app.command()
+def serve(
+    host: str = typer.Option("127.0.0.1", "--host", help="the address to listen on (0.0.0.0: every interface; then set --token)"),
+    port: int = typer.Option(7860, "--port", help="the port to listen on"),
+    model: str | None = typer.Option(
+        None, "--model", help="the default model: a checkpoint path (default: the pipeline's data/model/checkpoint.pt)"
+    ),
+    token: str | None = typer.Option(
+        None,
+        "--token",
+        envvar="VAEINPAINT_TOKEN",
+        help="require this token on every request (Authorization: Bearer, or ?token= once in the page's address)",
+    ),
+    max_megapixels: float = typer.Option(40.0, "--max-megapixels", help="refuse images with more pixels than this"),
+    max_request_mb: float = typer.Option(100.0, "--max-request-mb", help="refuse requests larger than this many MB"),
+    device: str = typer.Option("auto", "--device", help="auto, cpu or cuda"),
+) -> None:
+    """A local web page (and HTTP API) to restore your own photos: paint the hole, compare, download."""
+    from vaeinpaint.apps.server import ServerSettings, run_server
+
+    try:
+        settings = ServerSettings(
+            model=model, token=token, max_pixels=int(max_megapixels * 1e6), max_request_bytes=int(max_request_mb * 1e6), device=device
+        )
+        run_server(settings, host, port)
+    except VaeinpaintError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None

@@ -1,13 +1,17 @@
-"""Inpaint one photo of any size and mode with a trained checkpoint (`vaeinpaint inpaint`).
+"""Inpaint a photo of any size and mode with a trained model: the engine (`inpaint_image`,
+which `vaeinpaint inpaint`, its folder mode and `vaeinpaint serve` all call) and the
+one-photo command.
 
-The model works at its training size and colour, so the photo's gray or RGB version is
-stretched to that size (as `prepare.fit: stretch` does), the hole is shrunk so that any model
-pixel partly over it counts as missing, and the model's completion is resized back (bicubic).
-A colour model fills colour photos directly (gray photos get its completion's luma). A gray
-model's completion becomes the photo's luma inside the hole only: colour photos then get the
-hole's chroma from OpenCV's Telea inpainting. Alpha is left alone, and every pixel outside the
-hole is written back exactly as it was read. Outputs are lossless, and checked to decode to
-what was meant.
+The model works on its training colour (8-bit gray, or RGB for a colour checkpoint), in
+windows of the photo chosen by a strategy (`windows.py`): the whole photo stretched to the
+training size (`resize`), a window around each hole at the photo's resolution (`crop`), or the
+whole photo at its resolution (`original`). A window seen at another size is resized (Lanczos)
+with its hole shrunk so that any model pixel partly over it counts as missing, and the
+completion is resized back (bicubic). A colour model fills colour photos directly (gray
+photos get its completion's luma). A gray model's completion becomes the photo's luma inside
+the hole only: colour photos then get the hole's chroma from OpenCV's Telea inpainting.
+Alpha is left alone, and every pixel outside the hole is written back exactly as it was
+read. Outputs are lossless, and checked to decode to what was meant.
 """
 
 from __future__ import annotations
@@ -15,20 +19,21 @@ from __future__ import annotations
 import io
 from dataclasses import dataclass
 from pathlib import Path
+from typing import IO
 
 import cv2
 import numpy as np
 import torch
 from PIL import Image, UnidentifiedImageError
 
-from vaeinpaint.data.images import IMAGE_FORMATS, fit_square, to_gray_u8, to_rgb_u8, upright
+from vaeinpaint.apps.models import Model, load_model
+from vaeinpaint.apps.windows import STRATEGIES, Window, padded, plan
+from vaeinpaint.data.images import IMAGE_FORMATS, to_gray_u8, to_rgb_u8, upright
 from vaeinpaint.errors import DataError, ParamError
-from vaeinpaint.evaluation.baselines import TELEA_RADIUS
+from vaeinpaint.evaluation.baselines import TELEA_RADIUS, fill_hole
 from vaeinpaint.files import atomic_path
 from vaeinpaint.masks.files import mask_gray
 from vaeinpaint.masks.generator import SHARE_TOLERANCE, box_side, draw
-from vaeinpaint.modeling.checkpoint import checkpoint_color, load_checkpoint, model_from_checkpoint
-from vaeinpaint.modeling.train import select_device
 from vaeinpaint.params import OcclusionParams
 
 # Output extension -> (PIL format, save options). Only lossless encodings: anything lossy
@@ -47,8 +52,12 @@ LOSSY = frozenset({".jpg", ".jpeg", ".jpe", ".jfif", ".avif", ".heic", ".heif", 
 GRAY_MODES = ("L", "LA")
 COLOUR_MODES = ("RGB", "RGBA")
 WIDE_MODE = "I;16"  # 16-bit gray
-DEVICES = ("auto", "cpu", "cuda")
 RANDOM_SHAPES = ("square", "rectangle", "strokes", "mixed")  # what --random draws (occlusion.shape, but files)
+DEFAULT_STRATEGY = "crop"  # the best looking on real photos (README: Inpainting your own pictures)
+
+
+class TooLarge(DataError):
+    """An image with more pixels than allowed (the server's --max-megapixels)."""
 
 
 @dataclass(frozen=True)
@@ -86,24 +95,38 @@ def sample_paths(out: Path, samples: int) -> list[Path]:
     return [out.with_name(f"{out.stem}_{k}{out.suffix}") for k in range(1, samples + 1)]
 
 
-def load_photo(path: Path) -> Photo:
-    """The photo, turned upright as its EXIF says, in a working mode."""
+def load_photo(source: Path | IO[bytes], name: str | None = None, max_pixels: int | None = None) -> Photo:
+    """The photo (a file, or bytes in memory named `name` in errors), turned upright as its
+    EXIF says, in a working mode. Over `max_pixels` it is refused before being decoded."""
+    name = name or str(source)
     try:
-        with Image.open(path, formats=IMAGE_FORMATS) as image:
+        with Image.open(source, formats=IMAGE_FORMATS) as image:
+            check_pixels(image, name, max_pixels)
             image.load()
             icc = image.info.get("icc_profile")
             image = upright(image)
+    except DataError:
+        raise
     except FileNotFoundError:
-        raise DataError(f"{path}: not found") from None
+        raise DataError(f"{name}: not found") from None
     except UnidentifiedImageError:
-        raise DataError(f"{path}: not an image this command reads ({', '.join(IMAGE_FORMATS)})") from None
+        raise DataError(f"{name}: not an image vaeinpaint reads ({', '.join(IMAGE_FORMATS)})") from None
     except Image.DecompressionBombError as exc:
-        raise DataError(f"{path}: too many pixels ({exc})") from None
+        raise TooLarge(f"{name}: too many pixels ({exc})") from None
     except Exception as exc:  # a malformed file can make PIL raise almost anything (OSError, SyntaxError, ...)
-        raise DataError(f"{path}: cannot be read ({describe(exc)})") from None
+        raise DataError(f"{name}: cannot be read ({describe(exc)})") from None
     if image.mode == "CMYK":  # a CMYK profile does not describe the RGB that PIL's conversion makes
         icc = None
-    return Photo(working_mode(image, path), icc)
+    return Photo(working_mode(image, name), icc)
+
+
+def check_pixels(image: Image.Image, name: str, max_pixels: int | None) -> None:
+    """Refuse an image over `max_pixels` from its header, before decoding anything."""
+    if max_pixels is not None and image.width * image.height > max_pixels:
+        raise TooLarge(
+            f"{name}: {image.width}x{image.height} is {image.width * image.height / 1e6:.1f} megapixels, "
+            f"over the limit of {max_pixels / 1e6:g}"
+        )
 
 
 def describe(exc: Exception) -> str:
@@ -112,7 +135,7 @@ def describe(exc: Exception) -> str:
     return f"{exc.__class__.__name__}: {lines[0][:120]}" if lines else exc.__class__.__name__
 
 
-def working_mode(image: Image.Image, path: Path) -> Image.Image:
+def working_mode(image: Image.Image, name: str) -> Image.Image:
     """L, LA, RGB, RGBA and 16-bit gray are kept as they are. Others are converted to the
     mode that holds their pixels unchanged (1 -> L, palette -> RGB or RGBA, big-endian
     16-bit -> I;16), or, for CMYK and YCbCr JPEGs, to RGB as any viewer shows them."""
@@ -127,7 +150,7 @@ def working_mode(image: Image.Image, path: Path) -> Image.Image:
         return image.convert("RGBA" if mode == "PA" or "transparency" in image.info else "RGB")
     if mode in ("CMYK", "YCbCr"):
         return image.convert("RGB")
-    raise DataError(f"{path}: mode {mode} is not supported (use 8-bit gray, RGB, RGBA or 16-bit gray)")
+    raise DataError(f"{name}: mode {mode} is not supported (use 8-bit gray, RGB, RGBA or 16-bit gray)")
 
 
 # --- where the hole is -----------------------------------------------------------------
@@ -216,23 +239,41 @@ def random_hole(size: tuple[int, int], shape: str, ratio: float, count: int, see
     return hole
 
 
-def read_mask(path: Path, size: tuple[int, int]) -> np.ndarray:
-    """A mask image: white (>= 128 in gray) = missing. Transparent pixels count as black
-    (kept), so white strokes on a transparent layer work as well as white on black."""
+class MaskSizeError(DataError):
+    """A mask of another size than its photo."""
+
+
+class EmptyMask(DataError):
+    """A mask with no missing pixel."""
+
+
+def read_mask(source: Path | IO[bytes], size: tuple[int, int], name: str | None = None) -> np.ndarray:
+    """A mask image (a file, or bytes named `name` in errors): white (>= 128 in gray) =
+    missing. Transparent pixels count as black (kept), so white strokes on a transparent
+    layer work as well as white on black. One of another size is refused before decoding."""
+    name = name or f"--mask {source}"
     try:
-        with Image.open(path, formats=IMAGE_FORMATS) as image:
+        with Image.open(source, formats=IMAGE_FORMATS) as image:
+            if image.width * image.height != size[0] * size[1]:  # (turning it upright may swap the sides)
+                raise MaskSizeError(mask_size_message(name, image.size, size))
             image.load()
             image = upright(image)
+    except DataError:
+        raise
     except FileNotFoundError:
-        raise DataError(f"--mask {path}: not found") from None
+        raise DataError(f"{name}: not found") from None
     except Exception as exc:  # as in load_photo: PIL raises many types for malformed files
-        raise DataError(f"--mask {path}: cannot be read as an image ({describe(exc)})") from None
+        raise DataError(f"{name}: cannot be read as an image ({describe(exc)})") from None
     if image.size != size:
-        raise DataError(f"--mask {path}: it is {image.width}x{image.height}, the photo is {size[0]}x{size[1]}; they must match")
+        raise MaskSizeError(mask_size_message(name, image.size, size))
     hole = np.asarray(mask_gray(image)) >= 128
     if not hole.any():
-        raise DataError(f"--mask {path}: no white (missing) pixels, nothing to inpaint")
+        raise EmptyMask(f"{name}: no white (missing) pixels, nothing to inpaint")
     return hole
+
+
+def mask_size_message(name: str, mask: tuple[int, int], photo: tuple[int, int]) -> str:
+    return f"{name}: it is {mask[0]}x{mask[1]}, the photo is {photo[0]}x{photo[1]}; they must match"
 
 
 # --- the model's view ------------------------------------------------------------------
@@ -250,22 +291,28 @@ def any_per_cell(hole: np.ndarray, cells: int) -> np.ndarray:
     return cumulative[stop] > cumulative[start]
 
 
-def model_mask(hole: np.ndarray, size: int) -> np.ndarray:
-    """The hole at the model's size x size: a model pixel partly over the hole is missing."""
-    return any_per_cell(any_per_cell(hole, size).T, size).T
+def model_mask(hole: np.ndarray, size: int | tuple[int, int]) -> np.ndarray:
+    """The hole at the model's size (side, or height and width): a model pixel partly over the hole is missing."""
+    height, width = (size, size) if isinstance(size, int) else size
+    return any_per_cell(any_per_cell(hole, height).T, width).T
 
 
-def model_gray(photo: Image.Image, size: int) -> np.ndarray:
-    """The photo as the pipeline prepares images: 8-bit gray, stretched to size x size; float in [0, 1]."""
-    gray = fit_square(to_gray_u8(photo), size, "stretch")
-    return np.asarray(gray, dtype=np.float32) / 255.0
+def photo_pixels(photo: Image.Image, color: str) -> np.ndarray:
+    """The photo in a model's colour: 8-bit gray [H, W] or RGB [H, W, 3] (as the pipeline prepares it)."""
+    return np.asarray(to_gray_u8(photo) if color == "gray" else to_rgb_u8(photo))
+
+
+def resized_view(pixels: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """8-bit pixels ([h, w] or [h, w, 3]) resized to `size` (height, width) as the pipeline
+    prepares images (Lanczos, as `prepare.fit: stretch`); float in [0, 1]."""
+    if pixels.shape[:2] != size:
+        pixels = Image.fromarray(pixels).resize(size[::-1], Image.Resampling.LANCZOS, reducing_gap=3.0)
+    return np.asarray(pixels, dtype=np.float32) / 255.0
 
 
 def model_view(photo: Image.Image, size: int, color: str) -> np.ndarray:
-    """The photo as the pipeline prepares `color` images: float [s, s] (gray) or [s, s, 3] (rgb)."""
-    if color == "gray":
-        return model_gray(photo, size)
-    return np.asarray(fit_square(to_rgb_u8(photo), size, "stretch"), dtype=np.float32) / 255.0
+    """The whole photo as the pipeline prepares `color` images: float [s, s] (gray) or [s, s, 3] (rgb)."""
+    return resized_view(photo_pixels(photo, color), (size, size))
 
 
 @torch.no_grad()
@@ -300,6 +347,42 @@ def enlarge(small: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     return np.clip(np.asarray(image.resize(size, Image.Resampling.BICUBIC)), 0.0, 1.0)
 
 
+def complete_window(model: Model, pixels: np.ndarray, hole: np.ndarray, window: Window, samples: int, seed: int) -> list[np.ndarray]:
+    """The model's completions of one window of the photo (float [h, w] or [h, w, 3] in
+    [0, 1]), from the photo's pixels in the model's colour (`photo_pixels`) and its whole hole."""
+    rows, cols = window.slices
+    pixels, hole = pixels[rows, cols], hole[rows, cols]
+    shape = (window.model_height, window.model_width)
+    small, small_hole = resized_view(pixels, shape), (hole if window.native else model_mask(hole, shape))
+    if model.fully_convolutional and shape != (model.size, model.size):
+        # Mirrored context, known, up to a multiple of 16 (see `windows.padded`).
+        pad = ((0, padded(shape[0]) - shape[0]), (0, padded(shape[1]) - shape[1]))
+        small, small_hole = np.pad(small, pad + ((0, 0),) * (small.ndim - 2), mode="symmetric"), np.pad(small_hole, pad)
+    fills = [fill[: shape[0], : shape[1]] for fill in completions(model.module, small, small_hole, samples, seed, model.device)]
+    return fills if window.native else [enlarge(fill, (window.width, window.height)) for fill in fills]
+
+
+def inpaint_image(
+    model: Model, photo: Image.Image, hole: np.ndarray, *, strategy: str = DEFAULT_STRATEGY, samples: int = 1, seed: int = 0
+) -> list[Image.Image]:
+    """THE inpainting function: `photo` (a working mode, see `load_photo`) with `hole` (bool
+    [H, W], True = missing) filled by `model`, once per sample. Only hole pixels change."""
+    if samples < 1:
+        raise ParamError(f"samples: must be at least 1, got {samples}")
+    if hole.shape != (photo.height, photo.width):
+        raise MaskSizeError(mask_size_message("mask", hole.shape[::-1], photo.size))
+    if not hole.any():
+        raise EmptyMask("mask: no missing pixels, nothing to inpaint")
+    labels, windows = plan(strategy, hole, model.size, model.fully_convolutional)
+    pixels = photo_pixels(photo, model.color)
+    fills = [np.zeros(pixels.shape, np.float32) for _ in range(samples)]  # luma, or a colour model's RGB
+    for number, window in enumerate(windows, 1):
+        own = labels[window.slices] == number  # this window's hole: its fill is used there only
+        for fill, window_fill in zip(fills, complete_window(model, pixels, hole, window, samples, seed)):
+            fill[window.slices][own] = window_fill[own]
+    return [fill_photo(photo, hole, fill) for fill in fills]
+
+
 # --- back into the photo ---------------------------------------------------------------
 
 
@@ -321,6 +404,17 @@ def fill_photo(photo: Image.Image, hole: np.ndarray, luma: np.ndarray) -> Image.
         pixels[..., 0][hole] = to_u8(luma[hole])
     else:
         pixels[..., :3] = colour_fill(pixels[..., :3], hole, luma)
+    return Image.fromarray(pixels)
+
+
+def baseline_photo(method: str, photo: Image.Image, hole: np.ndarray) -> Image.Image:
+    """`photo` with its hole filled by a classical method (`baselines.fill_hole`), in colour
+    where it has colour; alpha and every pixel outside the hole are copied unchanged."""
+    pixels = np.array(photo)  # a copy
+    if photo.mode in ("L", WIDE_MODE):
+        return Image.fromarray(fill_hole(method, pixels, hole))
+    channels = 0 if photo.mode == "LA" else slice(0, 3)
+    pixels[..., channels] = fill_hole(method, np.ascontiguousarray(pixels[..., channels]), hole)
     return Image.fromarray(pixels)
 
 
@@ -391,19 +485,10 @@ def mask_image(hole: np.ndarray) -> Image.Image:
 # --- the command -----------------------------------------------------------------------
 
 
-def select_inpaint_device(name: str) -> torch.device:
-    """`train.select_device`, with errors that name this command's option."""
-    if name not in DEVICES:
-        raise ParamError(f"--device {name}: must be one of {', '.join(DEVICES)}")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise ParamError("--device cuda: no CUDA device is available (use auto or cpu)")
-    return select_device(name)
-
-
 def inpaint(
     photo_path: Path,
     out: Path,
-    checkpoint: Path,
+    model_spec: str | Path,
     *,
     mask: Path | None = None,
     box: str | None = None,
@@ -414,6 +499,7 @@ def inpaint(
     samples: int = 1,
     save_mask: Path | None = None,
     device: str = "auto",
+    strategy: str = DEFAULT_STRATEGY,
 ) -> list[Path]:
     """Inpaint `photo_path` where the options say; write the completion(s) (and the mask,
     if asked) and return the paths written. Nothing is written unless every output is ready."""
@@ -426,20 +512,19 @@ def inpaint(
     outputs = sample_paths(out, samples)
     if save_mask is not None and save_mask.resolve() in {path.resolve() for path in outputs}:
         raise ParamError(f"--save-mask {save_mask}: is also where the inpainted photo goes; pick another name")
-    torch_device = select_inpaint_device(device)
-    state = load_checkpoint(checkpoint)
-    model, size = model_from_checkpoint(state, torch_device)
+    check_strategy(strategy)
+    model = load_model(str(model_spec), device)
 
     photo = load_photo(photo_path)
     hole = hole_from_options(photo.image.size, mask, box, ratio, count, seed, shape)
-    small_mask = model_mask(hole, size)
-    fills = completions(model, model_view(photo.image, size, checkpoint_color(state)), small_mask, samples, seed, torch_device)
-
-    files = {
-        path: encode(fill_photo(photo.image, hole, enlarge(fill, photo.image.size)), path, photo.icc_profile)
-        for path, fill in zip(outputs, fills)
-    }
+    filled = inpaint_image(model, photo.image, hole, strategy=strategy, samples=samples, seed=seed)
+    files = {path: encode(image, path, photo.icc_profile) for path, image in zip(outputs, filled)}
     if save_mask is not None:
         files[save_mask] = encode(mask_image(hole), save_mask, option="--save-mask")
     write_files(files)
     return list(files)
+
+
+def check_strategy(strategy: str) -> None:
+    if strategy not in STRATEGIES:
+        raise ParamError(f"--strategy {strategy}: must be one of {', '.join(STRATEGIES)}")

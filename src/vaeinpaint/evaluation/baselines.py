@@ -22,11 +22,12 @@ TELEA_RADIUS = 3
 
 
 def fill(method: str, image: np.ndarray, mask: np.ndarray) -> np.ndarray:
-    """Restore one uint8 image (gray [h, w] or colour [h, w, 3]; holes: mask [h, w] == 1) with
-    `method`; float64 result in [0, 1], shaped like `image`."""
+    """Restore one image (gray [h, w] or colour [h, w, 3], uint8 or uint16; holes: mask
+    [h, w] == 1) with `method`; float64 result in [0, 1], shaped like `image`."""
     colour = image.ndim == 3
+    top = float(np.iinfo(image.dtype).max)
     keep = 1 - (mask[..., None] if colour else mask)
-    damaged = image.astype(np.float64) / 255.0 * keep
+    damaged = image.astype(np.float64) / top * keep
     if method == "corrupted":
         return damaged
     if method == "biharmonic":
@@ -37,9 +38,24 @@ def fill(method: str, image: np.ndarray, mask: np.ndarray) -> np.ndarray:
     if method == "telea":
         import cv2
 
-        damaged_u8 = (image * keep).astype(np.uint8)
-        return cv2.inpaint(damaged_u8, mask.astype(np.uint8), TELEA_RADIUS, cv2.INPAINT_TELEA).astype(np.float64) / 255.0
+        damaged_native = (image * keep).astype(image.dtype)
+        return cv2.inpaint(damaged_native, mask.astype(np.uint8), TELEA_RADIUS, cv2.INPAINT_TELEA).astype(np.float64) / top
     raise ValueError(f"unknown baseline {method!r}")
+
+
+def fill_hole(method: str, pixels: np.ndarray, hole: np.ndarray) -> np.ndarray:
+    """`fill` for a photo of any size: `pixels` (as `fill` takes them) with only the `hole`
+    (bool [H, W]) replaced. Work is confined to the hole's bounding box plus the methods'
+    reach (Telea's radius, biharmonic's 2 px stencil): nothing farther can reach into it."""
+    rows, cols = np.nonzero(hole)
+    margin = max(TELEA_RADIUS, 2) + 1
+    region = slice(max(0, rows.min() - margin), rows.max() + 1 + margin), slice(max(0, cols.min() - margin), cols.max() + 1 + margin)
+    inside = hole[region]
+    restored = fill(method, pixels[region], inside.astype(np.uint8))
+    top = np.iinfo(pixels.dtype).max
+    out = pixels.copy()
+    out[region][inside] = np.rint(restored[inside] * top).astype(pixels.dtype)
+    return out
 
 
 def _fill_chunk(args: tuple[str, np.ndarray, np.ndarray]) -> np.ndarray:

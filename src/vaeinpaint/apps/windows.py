@@ -1,0 +1,97 @@
+"""Where the model looks in a photo, and at what size: the strategies for photos larger than
+the model (IOPaint's choices).
+
+- `resize`: the whole photo, stretched to the model's training size (the model sees a 100 x
+  100 thumbnail; in a large photo the fill comes back soft).
+- `crop`: one window per hole (8-connected component), centred on it: the hole's box
+  enlarged `CROP_CONTEXT` times and at least the model's size, square where the photo allows,
+  seen at the photo's own resolution, or shrunk to `CROP_MAX_SIDE` when larger.
+- `original`: the whole photo at its own resolution (the model is fully convolutional), up
+  to `ORIGINAL_MAX_SIDE` px on a side; larger photos are refused, not silently shrunk.
+
+A window is a rectangle of the photo plus the size the model sees it at. Each window's fill
+is used only for the pixels of its own hole (`labels`), so windows may overlap.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+from vaeinpaint.errors import DataError
+
+STRATEGIES = ("resize", "crop", "original")
+CROP_CONTEXT = 2.0  # window side / hole box side: as much known context around as the hole is wide
+CROP_MAX_SIDE = 512  # px: larger windows are shrunk to this (the model was trained at 100 px)
+ORIGINAL_MAX_SIDE = 1024  # px: the whole photo at full resolution, up to this
+
+
+@dataclass(frozen=True)
+class Window:
+    top: int
+    left: int
+    height: int
+    width: int
+    model_height: int  # the size the model sees the window at
+    model_width: int
+
+    @property
+    def slices(self) -> tuple[slice, slice]:
+        return slice(self.top, self.top + self.height), slice(self.left, self.left + self.width)
+
+    @property
+    def native(self) -> bool:
+        """Seen at the photo's own resolution."""
+        return (self.model_height, self.model_width) == (self.height, self.width)
+
+
+def plan(strategy: str, hole: np.ndarray, model_size: int, fully_convolutional: bool) -> tuple[np.ndarray, list[Window]]:
+    """(labels, windows): window i fills the hole pixels where labels == i + 1."""
+    if strategy not in STRATEGIES:
+        raise DataError(f"strategy {strategy}: must be one of {', '.join(STRATEGIES)}")
+    height, width = hole.shape
+    if strategy == "original" and not fully_convolutional:
+        raise DataError("strategy original: this model (the study's architecture) only works at its training size; use resize or crop")
+    if strategy == "resize":
+        return hole.astype(np.int32), [Window(0, 0, height, width, model_size, model_size)]
+    if strategy == "original":
+        if max(height, width) > ORIGINAL_MAX_SIDE:
+            raise DataError(
+                f"strategy original: the photo is {width}x{height}, over {ORIGINAL_MAX_SIDE} px on a side; "
+                "use crop (or resize) for photos this large"
+            )
+        return hole.astype(np.int32), [Window(0, 0, height, width, height, width)]
+    return crop_windows(hole, model_size, fully_convolutional)
+
+
+def crop_windows(hole: np.ndarray, model_size: int, fully_convolutional: bool) -> tuple[np.ndarray, list[Window]]:
+    count, labels, stats, _ = cv2.connectedComponentsWithStats(hole.astype(np.uint8), connectivity=8)
+    windows = []
+    for x, y, w, h, _area in stats[1:count]:  # label 0 is the background
+        side = max(math.ceil(CROP_CONTEXT * max(w, h)), model_size)
+        top, win_h = centred(y, h, side, hole.shape[0])
+        left, win_w = centred(x, w, side, hole.shape[1])
+        if not fully_convolutional:
+            model_h = model_w = model_size
+        else:
+            scale = min(1.0, CROP_MAX_SIDE / max(win_h, win_w))
+            model_h, model_w = max(1, round(win_h * scale)), max(1, round(win_w * scale))
+        windows.append(Window(top, left, win_h, win_w, model_h, model_w))
+    return labels, windows
+
+
+def centred(start: int, length: int, side: int, limit: int) -> tuple[int, int]:
+    """(start, length) of a span `side` long (at most `limit`) centred on [start, start +
+    length), moved inside [0, limit)."""
+    side = min(side, limit)
+    first = start + length // 2 - side // 2
+    return min(max(first, 0), limit - side), side
+
+
+def padded(size: int, multiple: int = 16) -> int:
+    """The model halves the resolution four times: sides that are a multiple of 16 keep every
+    skip connection aligned with its decoder stage."""
+    return -(-size // multiple) * multiple
