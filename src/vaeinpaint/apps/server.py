@@ -93,7 +93,8 @@ class Models:
 def create_app(settings: ServerSettings) -> FastAPI:
     # Multipart uploads stay in memory up to the request limit, never in a temporary file.
     MultiPartParser.spool_max_size = settings.max_request_bytes
-    app = FastAPI(title="vaeinpaint", docs_url=None, redoc_url=None, max_body_size=settings.max_request_bytes)
+    app = FastAPI(title="vaeinpaint", docs_url=None, redoc_url=None)
+    app.add_middleware(RequestSizeLimit, limit=settings.max_request_bytes)
     models = Models(settings.model, settings.device)
     with contextlib.suppress(ModelUnavailable):
         models.get(None)  # loaded now, so that the first request does not wait and health tells at once
@@ -101,10 +102,7 @@ def create_app(settings: ServerSettings) -> FastAPI:
         app.add_middleware(TrustedHostMiddleware, allowed_hosts=list(settings.allowed_hosts))
 
     @app.middleware("http")
-    async def require_token_and_size(request: Request, call_next):
-        length = request.headers.get("content-length", "")
-        if length.isdigit() and int(length) > settings.max_request_bytes:  # said up front; a body that lies is cut by max_body_size
-            return JSONResponse({"detail": too_large_message(settings)}, status_code=413)
+    async def require_token(request: Request, call_next):
         if settings.token is None:
             return await call_next(request)
         given = request.query_params.get("token")
@@ -128,11 +126,6 @@ def create_app(settings: ServerSettings) -> FastAPI:
     @app.exception_handler(ModelUnavailable)
     async def no_model(request: Request, exc: ModelUnavailable):
         return JSONResponse({"detail": str(exc)}, status_code=503)
-
-    @app.exception_handler(413)
-    async def too_large(request: Request, exc: HTTPException):
-        detail = exc.detail if exc.detail != "Content Too Large" else too_large_message(settings)
-        return JSONResponse({"detail": detail}, status_code=413)
 
     @app.get("/", include_in_schema=False)
     def page():
@@ -194,8 +187,32 @@ def create_app(settings: ServerSettings) -> FastAPI:
     return app
 
 
-def too_large_message(settings: ServerSettings) -> str:
-    return f"the request is over the limit of {settings.max_request_bytes / 1e6:g} MB (vaeinpaint serve --max-request-mb)"
+class RequestSizeLimit:
+    """413 for a request body over `limit` bytes: at once when its Content-Length says so,
+    else as soon as the bytes received pass it (FastAPI re-raises an HTTPException met while
+    it reads a form, so the answer is the usual JSON)."""
+
+    def __init__(self, app, limit: int):
+        self.app, self.limit = app, limit
+        self.message = f"the request is over the limit of {limit / 1e6:g} MB (vaeinpaint serve --max-request-mb)"
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        length = dict(scope["headers"]).get(b"content-length", b"")
+        if length.isdigit() and int(length) > self.limit:
+            return await JSONResponse({"detail": self.message}, status_code=413)(scope, receive, send)
+        received = 0
+
+        async def counted():
+            nonlocal received
+            message = await receive()
+            received += len(message.get("body", b""))
+            if received > self.limit:
+                raise HTTPException(413, self.message)
+            return message
+
+        await self.app(scope, counted, send)
 
 
 def same(given: str, token: str) -> bool:
