@@ -6,6 +6,7 @@ from __future__ import annotations
 import io
 import tempfile
 import zipfile
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -230,3 +231,29 @@ def test_serve_warns_when_reachable_from_other_machines(monkeypatch, tiny_checkp
     assert ("warning: listening on" in result.output) == warned
     assert "(set --token)" in result.output if warned else True
     assert (seen["config"].host, seen["config"].port) == (host, 7999)
+
+
+def test_static_files_are_package_data():
+    """The page is served from the installed package: every file of it must be package data."""
+    import fnmatch
+
+    from vaeinpaint.apps.server import STATIC_DIR
+
+    tomllib = pytest.importorskip("tomllib")  # Python 3.11+
+    project = tomllib.loads((Path(__file__).resolve().parents[1] / "pyproject.toml").read_text())
+    patterns = project["tool"]["setuptools"]["package-data"]["vaeinpaint.apps"]
+    files = [p.relative_to(STATIC_DIR.parent).as_posix() for p in STATIC_DIR.rglob("*") if p.is_file()]
+    assert {"static/index.html", "static/app.js", "static/style.css"} <= set(files)
+    assert all(any(fnmatch.fnmatch(name, pattern) for pattern in patterns) for name in files)
+
+
+def test_model_picker_offers_ids_for_the_given_and_the_pipelines_model(tmp_path, project_dir, tiny_checkpoint):
+    from vaeinpaint.apps.models import available_models
+
+    pipeline = project_dir / "data/model/checkpoint.pt"
+    assert [(c.id, c.spec) for c in available_models()] == [("pipeline", str(pipeline))]
+    assert [(c.id, c.spec) for c in available_models(str(tiny_checkpoint))] == [
+        ("given", str(tiny_checkpoint)),
+        ("pipeline", str(pipeline)),
+    ]
+    assert [c.id for c in available_models(str(pipeline))] == ["given"]  # the same file once
