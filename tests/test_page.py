@@ -124,3 +124,30 @@ def test_paint_restore_download(tmp_path, tiny_checkpoint, browser):
     assert changed[inside].mean() > 0.9  # inside it: filled
     assert urls and all(u.startswith((url + "/", "blob:", "data:")) for u in urls), [u for u in urls if not u.startswith(url)]
     assert {url + "/static/app.js", url + "/static/style.css", url + "/api/inpaint"} <= set(urls)  # the log saw the page's own requests
+
+
+def test_bad_input_is_a_message_in_the_page(tmp_path, tiny_checkpoint, browser):
+    """A file that is not an image, and a photo over the server's pixel limit: a clear line in
+    the page, and the page (and server) go on working."""
+    from selenium.webdriver.common.action_chains import ActionChains
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    photo(tmp_path / "photo.png")
+    (tmp_path / "notes.png").write_bytes(b"not an image at all")
+    with background_server(ServerSettings(model=str(tiny_checkpoint), device="cpu", max_pixels=10_000)) as url:
+        browser.get(url + "/")
+        wait = WebDriverWait(browser, 30)
+        message = browser.find_element(By.ID, "message")
+        browser.find_element(By.ID, "file").send_keys(str(tmp_path / "notes.png"))
+        wait.until(lambda d: message.is_displayed())
+        assert message.text == "notes.png: this browser cannot show it as an image (try a PNG or JPEG)"
+
+        browser.find_element(By.ID, "file").send_keys(str(tmp_path / "photo.png"))
+        canvas = browser.find_element(By.ID, "mask")
+        wait.until(lambda d: canvas.get_property("width") == WIDTH and not message.is_displayed())
+        ActionChains(browser).move_to_element(canvas).click_and_hold().move_by_offset(40, 0).release().perform()
+        browser.find_element(By.ID, "restore").click()
+        wait.until(lambda d: d.find_element(By.TAG_NAME, "body").get_attribute("data-state") == "error")
+        assert message.text == "image: 240x160 is 0.0384 megapixels, over the limit of 0.01"
+        assert browser.find_element(By.ID, "restore").is_enabled()  # try again, e.g. after resizing the photo

@@ -124,7 +124,7 @@ def check_pixels(image: Image.Image, name: str, max_pixels: int | None) -> None:
     """Refuse an image over `max_pixels` from its header, before decoding anything."""
     if max_pixels is not None and image.width * image.height > max_pixels:
         raise TooLarge(
-            f"{name}: {image.width}x{image.height} is {image.width * image.height / 1e6:.1f} megapixels, "
+            f"{name}: {image.width}x{image.height} is {image.width * image.height / 1e6:.3g} megapixels, "
             f"over the limit of {max_pixels / 1e6:g}"
         )
 
