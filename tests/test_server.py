@@ -138,6 +138,7 @@ def test_bad_input_is_a_4xx_with_one_line_and_the_server_goes_on(client, case):
     assert client.post("/api/inpaint", files=GOOD).status_code == 200
 
 
+@pytest.mark.filterwarnings("ignore::PIL.Image.DecompressionBombWarning")  # PIL warns on opening; we refuse before decoding
 def test_decompression_bomb_and_pixel_limit_are_413(tiny_checkpoint):
     client = TestClient(create_app(ServerSettings(model=str(tiny_checkpoint), device="cpu", max_pixels=10_000)))
     data = bomb()

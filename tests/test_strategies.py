@@ -9,7 +9,7 @@ from PIL import Image
 
 from vaeinpaint.apps.inpaint import completions, enlarge, fill_photo, inpaint_image, model_mask
 from vaeinpaint.apps.models import load_model
-from vaeinpaint.apps.windows import CROP_CONTEXT, CROP_MAX_SIDE, ORIGINAL_MAX_SIDE, crop_windows, plan
+from vaeinpaint.apps.windows import CROP_CONTEXT, CROP_MAX_SCALE, ORIGINAL_MAX_SIDE, crop_windows, plan
 from vaeinpaint.data.images import fit_square, to_gray_u8
 from vaeinpaint.errors import DataError
 
@@ -79,8 +79,8 @@ def test_crop_windows_surround_each_hole_with_context():
         side = max(bottom - top, right - left)
         assert min(window.height, window.width) >= min(100, 800)
         assert max(window.height, window.width) >= min(CROP_CONTEXT * side, 800)
-        assert max(window.model_height, window.model_width) <= CROP_MAX_SIDE
-        if max(window.height, window.width) <= CROP_MAX_SIDE:
+        assert max(window.model_height, window.model_width) <= CROP_MAX_SCALE * 100
+        if max(window.height, window.width) <= CROP_MAX_SCALE * 100:
             assert window.native  # the photo's own resolution
     small = windows[0]
     assert (small.height, small.width) == (100, 100)  # a 30 x 40 box: twice 40 is less than the model's size
@@ -133,3 +133,13 @@ def test_tiny_photo_and_hole_at_the_border(model):
     for strategy in ("crop", "original", "resize"):
         (after,) = inpaint_image(model, before, hole, strategy=strategy)
         assert np.array_equal(np.asarray(after)[~hole], np.asarray(before)[~hole])
+
+
+def test_the_commands_default_is_the_engines():
+    """cli.py spells the default out (importing the engine there would load torch for every command)."""
+    import inspect
+
+    from vaeinpaint.apps.inpaint import DEFAULT_STRATEGY
+    from vaeinpaint.cli import inpaint
+
+    assert inspect.signature(inpaint).parameters["strategy"].default.default == DEFAULT_STRATEGY

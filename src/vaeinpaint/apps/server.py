@@ -180,7 +180,7 @@ def create_app(settings: ServerSettings) -> FastAPI:
         if method not in BASELINES:
             raise HTTPException(400, f"method: must be one of {', '.join(BASELINES)}, got {method!r}")
         photo, hole = read_upload(image, mask, settings.max_pixels)
-        with bad_input():
+        with models.run_lock, bad_input():  # one heavy computation at a time, as for the model
             filled = baseline_photo(method, photo.image, hole)
         return png_response(encode(filled, Path("result.png"), photo.icc_profile), f"{method}.png")
 

@@ -5,7 +5,7 @@ the model (IOPaint's choices).
   100 thumbnail; in a large photo the fill comes back soft).
 - `crop`: one window per hole (8-connected component), centred on it: the hole's box
   enlarged `CROP_CONTEXT` times and at least the model's size, square where the photo allows,
-  seen at the photo's own resolution, or shrunk to `CROP_MAX_SIDE` when larger.
+  seen at the photo's own resolution, or shrunk to `CROP_MAX_SCALE` times the model's size when larger.
 - `original`: the whole photo at its own resolution (the model is fully convolutional), up
   to `ORIGINAL_MAX_SIDE` px on a side; larger photos are refused, not silently shrunk.
 
@@ -25,7 +25,7 @@ from vaeinpaint.errors import DataError
 
 STRATEGIES = ("resize", "crop", "original")
 CROP_CONTEXT = 2.0  # window side / hole box side: as much known context around as the hole is wide
-CROP_MAX_SIDE = 512  # px: larger windows are shrunk to this (the model was trained at 100 px)
+CROP_MAX_SCALE = 5.12  # windows wider than this many training sizes (512 px at 100) are shrunk to it
 ORIGINAL_MAX_SIDE = 1024  # px: the whole photo at full resolution, up to this
 
 
@@ -77,7 +77,7 @@ def crop_windows(hole: np.ndarray, model_size: int, fully_convolutional: bool) -
         if not fully_convolutional:
             model_h = model_w = model_size
         else:
-            scale = min(1.0, CROP_MAX_SIDE / max(win_h, win_w))
+            scale = min(1.0, CROP_MAX_SCALE * model_size / max(win_h, win_w))
             model_h, model_w = max(1, round(win_h * scale)), max(1, round(win_w * scale))
         windows.append(Window(top, left, win_h, win_w, model_h, model_w))
     return labels, windows
