@@ -9,7 +9,7 @@ from PIL import Image
 
 from vaeinpaint.apps.inpaint import completions, enlarge, fill_photo, inpaint_image, model_mask
 from vaeinpaint.apps.models import load_model
-from vaeinpaint.apps.windows import CROP_CONTEXT, CROP_MAX_SCALE, ORIGINAL_MAX_SIDE, crop_windows, plan
+from vaeinpaint.apps.windows import CROP_CONTEXT, CROP_MAX_SCALE, ORIGINAL_MAX_SIDE, TRAINED_HOLE, crop_windows, plan, thickness
 from vaeinpaint.data.images import fit_square, to_gray_u8
 from vaeinpaint.errors import DataError
 
@@ -66,10 +66,11 @@ def test_resize_is_the_previous_pipeline_exactly(model):
 
 
 def test_crop_windows_surround_each_hole_with_context():
-    hole = two_holes((1200, 800))
-    hole[600:603, 100:1000] = True  # a long thin stroke: 900 px wide
+    hole = two_holes((1200, 800))  # a 30 x 40 box, a disc 50 px across
+    hole[600:603, 100:1000] = True  # a long thin stroke: 900 px wide, 3 px thick
+    hole[300:500, 700:900] = True  # a 200 px square: much thicker than the training squares (45 px)
     labels, windows = crop_windows(hole, model_size=100, fully_convolutional=True)
-    assert len(windows) == 3 and labels.max() == 3
+    assert len(windows) == 4 and labels.max() == 4
     for number, window in enumerate(windows, 1):
         rows, cols = np.nonzero(labels == number)
         top, left, bottom, right = rows.min(), cols.min(), rows.max() + 1, cols.max() + 1
@@ -77,13 +78,19 @@ def test_crop_windows_surround_each_hole_with_context():
         assert bottom <= window.top + window.height and right <= window.left + window.width
         assert 0 <= window.top and window.top + window.height <= 800 and 0 <= window.left and window.left + window.width <= 1200
         side = max(bottom - top, right - left)
-        assert min(window.height, window.width) >= min(100, 800)
-        assert max(window.height, window.width) >= min(CROP_CONTEXT * side, 800)
+        assert max(window.height, window.width) >= min(CROP_CONTEXT * side, 800)  # context around the hole
+        assert min(window.model_height, window.model_width) >= 100  # the model sees at least its training size
         assert max(window.model_height, window.model_width) <= CROP_MAX_SCALE * 100
-        if max(window.height, window.width) <= CROP_MAX_SCALE * 100:
-            assert window.native  # the photo's own resolution
-    small = windows[0]
-    assert (small.height, small.width) == (100, 100)  # a 30 x 40 box: twice 40 is less than the model's size
+        scale = window.model_width / window.width
+        assert thickness(labels == number) * scale <= TRAINED_HOLE * 100 + 1  # no thicker than the training squares
+    box, disc, square, stroke = windows  # in raster order of their first pixel
+    assert (box.height, box.width) == (100, 100) and box.native  # 40 px: twice that is less than the model's size
+    assert 100 <= disc.model_height <= 101 and not disc.native  # 50 px across: shrunk to 45
+    assert (stroke.height, stroke.width) == (800, 1200) and (stroke.model_height, stroke.model_width) == (
+        341,
+        512,
+    )  # only the cap shrinks it
+    assert square.model_width == 100 and square.width == 445  # 200 px -> 45 px, with context all round
 
 
 def test_windows_the_model_sees_are_multiples_of_16(model):

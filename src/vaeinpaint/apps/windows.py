@@ -4,8 +4,12 @@ the model (IOPaint's choices).
 - `resize`: the whole photo, stretched to the model's training size (the model sees a 100 x
   100 thumbnail; in a large photo the fill comes back soft).
 - `crop`: one window per hole (8-connected component), centred on it: the hole's box
-  enlarged `CROP_CONTEXT` times and at least the model's size, square where the photo allows,
-  seen at the photo's own resolution, or shrunk to `CROP_MAX_SCALE` times the model's size when larger.
+  enlarged `CROP_CONTEXT` times, square where the photo allows, seen at the photo's own
+  resolution unless the hole is thicker than the squares the model learned to fill: then it
+  is shrunk until it is as thick as they were (`TRAINED_HOLE` of the model's side), with
+  enough context around for the model to see at least its training size. A thin stroke
+  across a photo stays sharp; a large blob is filled at the scale the model knows. Windows
+  are never wider than `CROP_MAX_SCALE` training sizes (512 px at 100).
 - `original`: the whole photo at its own resolution (the model is fully convolutional), up
   to `ORIGINAL_MAX_SIDE` px on a side; larger photos are refused, not silently shrunk.
 
@@ -26,6 +30,7 @@ from vaeinpaint.errors import DataError
 STRATEGIES = ("resize", "crop", "original")
 CROP_CONTEXT = 2.0  # window side / hole box side: as much known context around as the hole is wide
 CROP_MAX_SCALE = 5.12  # windows wider than this many training sizes (512 px at 100) are shrunk to it
+TRAINED_HOLE = 0.45  # the default training squares (20% of the area) span 45% of the model's side
 ORIGINAL_MAX_SIDE = 1024  # px: the whole photo at full resolution, up to this
 
 
@@ -70,17 +75,24 @@ def plan(strategy: str, hole: np.ndarray, model_size: int, fully_convolutional: 
 def crop_windows(hole: np.ndarray, model_size: int, fully_convolutional: bool) -> tuple[np.ndarray, list[Window]]:
     count, labels, stats, _ = cv2.connectedComponentsWithStats(hole.astype(np.uint8), connectivity=8)
     windows = []
-    for x, y, w, h, _area in stats[1:count]:  # label 0 is the background
-        side = max(math.ceil(CROP_CONTEXT * max(w, h)), model_size)
+    for number, (x, y, w, h, _area) in enumerate(stats[1:count].tolist(), 1):  # label 0 is the background
+        scale = min(1.0, TRAINED_HOLE * model_size / thickness(labels[y : y + h, x : x + w] == number))
+        side = max(math.ceil(CROP_CONTEXT * max(w, h)), math.ceil(model_size / scale))
         top, win_h = centred(y, h, side, hole.shape[0])
         left, win_w = centred(x, w, side, hole.shape[1])
         if not fully_convolutional:
             model_h = model_w = model_size
         else:
-            scale = min(1.0, CROP_MAX_SCALE * model_size / max(win_h, win_w))
+            scale = min(scale, CROP_MAX_SCALE * model_size / max(win_h, win_w))
             model_h, model_w = max(1, round(win_h * scale)), max(1, round(win_w * scale))
         windows.append(Window(top, left, win_h, win_w, model_h, model_w))
     return labels, windows
+
+
+def thickness(component: np.ndarray) -> float:
+    """The diameter of the widest disc inside a hole (px): a square's side, a stroke's width."""
+    inside = np.pad(component, 1).astype(np.uint8)  # known pixels all round, so the border counts as an edge
+    return 2.0 * float(cv2.distanceTransform(inside, cv2.DIST_L2, 5).max())
 
 
 def centred(start: int, length: int, side: int, limit: int) -> tuple[int, int]:
