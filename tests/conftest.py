@@ -112,7 +112,7 @@ def sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def save_tiny_checkpoint(path: Path, size: int = 32) -> Path:
+def save_tiny_checkpoint(path: Path, size: int = 32, color: str = "gray") -> Path:
     """An untrained tiny model at `size` px. PyTorch's default init shrinks the signal at
     every layer, so such a model outputs ~0.5 everywhere whatever its latent; He init keeps
     the signal, so that (as with a trained model) the latent matters and samples differ."""
@@ -125,11 +125,11 @@ def save_tiny_checkpoint(path: Path, size: int = 32) -> Path:
 
     torch.manual_seed(0)
     params = ModelParams(width=8, latent_channels=4)
-    model = build_model(params)
+    model = build_model(params, 3 if color == "rgb" else 1)
     for module in model.modules():
         if isinstance(module, (nn.Conv2d, nn.ConvTranspose2d)):
             nn.init.kaiming_normal_(module.weight, a=0.2, nonlinearity="leaky_relu")
-    save_checkpoint(path, {"model": model.state_dict(), "config": model_config(params, size)})
+    save_checkpoint(path, {"model": model.state_dict(), "config": model_config(params, size, color)})
     return path
 
 

@@ -46,6 +46,19 @@ def test_only_the_hole_changes(model, strategy, mode):
     assert (a[hole] != b[hole]).reshape(hole.sum(), -1).any(-1).mean() > 0.9
 
 
+@pytest.mark.parametrize("strategy", ["resize", "crop", "original"])
+def test_a_colour_model_fills_rgb_directly_with_every_strategy(tmp_path, strategy):
+    from conftest import save_tiny_checkpoint
+
+    colour = load_model(str(save_tiny_checkpoint(tmp_path / "rgb.pt", color="rgb")), "cpu")
+    before, hole = photo("RGBA"), two_holes()
+    (after,) = inpaint_image(colour, before, hole, strategy=strategy)
+    a, b = np.asarray(after), np.asarray(before)
+    assert np.array_equal(a[~hole], b[~hole]) and np.array_equal(a[..., 3], b[..., 3])  # alpha untouched
+    assert (a[hole][:, :3] != b[hole][:, :3]).any(-1).mean() > 0.9
+    assert (np.ptp(a[hole][:, :3].astype(int), axis=-1) > 10).mean() > 0.5  # colour, not gray
+
+
 def test_strategies_differ_inside_the_hole_only(model):
     before, hole = photo(), two_holes()
     results = {s: np.asarray(inpaint_image(model, before, hole, strategy=s)[0]) for s in ("resize", "crop", "original")}
