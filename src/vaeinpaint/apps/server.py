@@ -18,6 +18,7 @@ the page gets from opening `/?token=...` once).
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import hmac
 import io
 import ipaddress
@@ -265,7 +266,7 @@ def server_config(settings: ServerSettings, host: str, port: int):
     if settings.allowed_hosts is None and is_loopback(host):
         # A page on another site could reach a loopback server through DNS rebinding; only
         # requests addressed to this machine by a loopback name are answered.
-        settings = ServerSettings(**{**settings.__dict__, "allowed_hosts": ("localhost", "127.0.0.1", "[::1]", "::1")})
+        settings = dataclasses.replace(settings, allowed_hosts=("localhost", "127.0.0.1", "[::1]", "::1"))
     return uvicorn.Config(create_app(settings), host=host, port=port, log_level="warning", access_log=False)
 
 
