@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import multiprocessing
 
 import numpy as np
 import pytest
@@ -14,6 +15,7 @@ from vaeinpaint.data import images
 from vaeinpaint.data.images import decode_gray, prepare_folder
 
 from _samples import (
+    broken_exif_jpeg,
     cmyk_jpeg,
     encode,
     exif_rotated_jpeg,
@@ -48,6 +50,46 @@ def test_exif_orientation_is_applied_before_resizing(orientation):
     assert pixels[2:14, 2:14].mean() < 40
     for block in (pixels[2:14, 18:30], pixels[18:30, 2:14], pixels[18:30, 18:30]):
         assert block.mean() > 215
+
+
+def test_exif_that_cannot_be_applied_keeps_the_image_as_stored_and_is_counted(tmp_path):
+    raw = write(tmp_path / "raw", {"broken-exif.jpg": broken_exif_jpeg(), "fine.jpg": jpeg(seed=1), "turned.jpg": exif_rotated_jpeg(6)})
+    prepared = prepare_folder(raw, 32, "stretch", workers=1)
+    stats = prepared.stats
+    assert stats["n_images"] == 3 and stats["n_skipped"] == 0  # kept, as before
+    assert stats["kept_with_problems"] == {"EXIF orientation not applied (kept as stored)": 1}
+    assert stats["n_kept_with_problems"] == 1
+    stored = prepared_row(prepared, "broken-exif.jpg")
+    assert stored[2:14, 2:14].mean() < 40 and stored[18:30, 18:30].mean() > 215  # as stored: black top-left
+    row = prepared.index.set_index("path").loc["broken-exif.jpg"]
+    assert (row["width"], row["height"]) == (256, 128)
+
+
+def test_a_clean_folder_reports_no_problems(tmp_path):
+    stats = prepare_folder(write(tmp_path / "raw", {"a.jpg": jpeg(seed=1)}), 16, "stretch", workers=1).stats
+    assert stats["kept_with_problems"] == {} and stats["n_kept_with_problems"] == 0
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_a_bug_in_decoding_propagates_instead_of_becoming_a_skip(tmp_path, monkeypatch, workers):
+    # A code bug (here a TypeError from a helper) must stop prepare, not be counted as a
+    # "cannot decode" skip that silently drops every image. Only file and decoder errors are skips.
+    def buggy(image):
+        raise TypeError("unsupported operand type(s) for +: 'Image' and 'int'")
+
+    monkeypatch.setattr(images, "to_gray_u8", buggy)
+    files = {f"{i:03d}.jpg": jpeg(seed=i) for i in range(70 if workers > 1 else 2)}  # 64+ files use the pool
+    raw = write(tmp_path / "raw", files)
+    if workers > 1 and multiprocessing.get_start_method() != "fork":
+        pytest.skip("the patch reaches pool workers only when they are forked")
+    with pytest.raises(TypeError, match="unsupported operand"):
+        prepare_folder(raw, 16, "stretch", workers=workers)
+
+
+def test_decoder_errors_are_still_skips_with_reasons(tmp_path):
+    raw = write(tmp_path / "raw", {"ok.jpg": jpeg(), "truncated.jpg": truncated_jpeg(), "text.png": b"not a png"})
+    stats = prepare_folder(raw, 16, "stretch", workers=1).stats
+    assert stats["skipped_reasons"] == {"not an image": 1, "truncated image": 1}
 
 
 def test_unrotated_marker_for_reference():
