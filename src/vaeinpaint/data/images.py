@@ -127,7 +127,7 @@ def upright_checked(image: Image.Image) -> tuple[Image.Image, bool]:
     caller counts it."""
     try:
         return ImageOps.exif_transpose(image), True
-    except Exception:  # noqa: BLE001 PIL's EXIF parser raises anything on bad tags (struct.error, TypeError, AttributeError seen)
+    except Exception:  # PIL's EXIF parser raises any type on bad tags (struct.error, TypeError, AttributeError seen)
         return image, False
 
 
