@@ -1,15 +1,168 @@
-"""`train.gpus: 2` on CPU: the train stage re-runs itself under torchrun, DDP over gloo."""
+"""Several processes on CPU over gloo: the ranks agree on when to stop and on what they log,
+and the train stage re-runs itself under torchrun (`train.gpus: 2`)."""
 
+from __future__ import annotations
+
+import hashlib
 import json
+import multiprocessing
+import queue
+import socket
 import subprocess
 import sys
+import time
 
+import numpy as np
 import pytest
+import torch
 import yaml
 
-from conftest import ROOT, run_env
+from vaeinpaint.masks.boxes import occlude
+from vaeinpaint.modeling.model import build_model
+from vaeinpaint.modeling.train import holdout, inpainting_loss
 
-pytestmark = pytest.mark.slow
+from conftest import ROOT, run_env, synthetic_images, tiny_params
+
+N = 48
+STEPS = (N - 5) // 2 // 4  # 43 training images, 2 processes of 4 images per step: 5 steps per epoch
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def tiny_data():
+    params = tiny_params()
+    ids = [f"{i:016x}" for i in range(N)]
+    masks, _ = occlude(ids, params.prepare.size, params.occlusion)
+    return synthetic_images(N, params.prepare.size), masks, ids
+
+
+def digest(state: dict) -> str:
+    h = hashlib.sha256()
+    for key in sorted(state):
+        h.update(key.encode() + state[key].detach().cpu().numpy().tobytes())
+    return h.hexdigest()
+
+
+def _worker(rank: int, world: int, port: int, scenario: str, train: dict, results) -> None:
+    """One DDP process: train the tiny model under `scenario`, put what happened in `results`."""
+    from datetime import timedelta
+    from types import SimpleNamespace
+
+    import torch.distributed as tdist
+
+    from vaeinpaint.errors import TrainingError
+    from vaeinpaint.modeling import train as train_module
+
+    torch.set_num_threads(1)
+    tdist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=world, timeout=timedelta(seconds=120))
+    local_losses: list[float] = []
+    val_images: list[int] = []
+    real_step, real_loss = train_module.training_step, train_module.inpainting_loss
+
+    def step(*args, **kwargs):
+        loss, recon, kl = real_step(*args, **kwargs)
+        local_losses.append(float(loss))
+        if scenario == "nan" and rank == 1 and len(local_losses) == STEPS + 2:
+            loss = loss * float("nan")  # this process alone sees a NaN first (epoch 2, step 2)
+        return loss, recon, kl
+
+    def loss(out, target, *args, **kwargs):
+        if not torch.is_grad_enabled():
+            val_images.append(int(target.shape[0]))
+        return real_loss(out, target, *args, **kwargs)
+
+    train_module.training_step, train_module.inpainting_loss = step, loss
+    if scenario == "budget" and rank == 1:  # this process's clock runs 1000x fast: it reaches the budget first
+        train_module.time = SimpleNamespace(perf_counter=lambda: time.perf_counter() * 1000)
+    outcome: dict = {"rank": rank}
+    try:
+        result = train_module.train_model(tiny_params(train=train), *tiny_data(), dist=train_module.Distributed(rank, world))
+        outcome.update(
+            outcome="finished", history=result.history, stopped_early=result.stopped_early, weights=digest(result.model.state_dict())
+        )
+        if rank == 0:
+            # numpy, not tensors: torch shares tensors through memory that dies with this process
+            outcome["state"] = {k: v.cpu().numpy() for k, v in result.model.state_dict().items()}
+    except TrainingError as exc:
+        outcome.update(outcome="TrainingError", message=str(exc))
+    except BaseException as exc:  # a hang's timeout, a dead peer: reported, for the test to fail on
+        outcome.update(outcome=type(exc).__name__, message=str(exc)[:500])
+    per_epoch = [float(np.mean(local_losses[i : i + STEPS])) for i in range(0, len(local_losses) - STEPS + 1, STEPS)]
+    outcome.update(local_means=per_epoch, val_images=val_images, finished_at=time.time())
+    results.put(outcome)
+    tdist.destroy_process_group()
+
+
+def run_ranks(scenario: str, train: dict, world: int = 2, timeout: float = 120) -> list[dict]:
+    """Start `world` processes; return their outcomes by rank. A process that does not report
+    within `timeout` (a hang) fails the test."""
+    context = multiprocessing.get_context("spawn")
+    results = context.Queue()
+    port = free_port()
+    processes = [context.Process(target=_worker, args=(rank, world, port, scenario, train, results)) for rank in range(world)]
+    for process in processes:
+        process.start()
+    outcomes = []
+    try:
+        deadline = time.time() + timeout
+        while len(outcomes) < world:
+            try:
+                outcomes.append(results.get(timeout=max(0.1, deadline - time.time())))
+            except queue.Empty:
+                pytest.fail(f"{scenario}: only {len(outcomes)} of {world} processes finished within {timeout} s: {outcomes}")
+    finally:
+        for process in processes:
+            process.join(timeout=20)
+            if process.is_alive():
+                process.kill()
+    return sorted(outcomes, key=lambda o: o["rank"])
+
+
+def test_when_one_rank_reaches_the_time_budget_first_all_stop_after_the_same_epoch():
+    outcomes = run_ranks("budget", {"epochs": 6, "max_minutes": 0.5})
+    assert [o["outcome"] for o in outcomes] == ["finished", "finished"], outcomes
+    assert [len(o["history"]) for o in outcomes] == [1, 1] and all(o["stopped_early"] for o in outcomes)
+    assert outcomes[0]["weights"] == outcomes[1]["weights"]  # the same schedule on both: still one model
+    assert abs(outcomes[0]["finished_at"] - outcomes[1]["finished_at"]) < 20
+
+
+def test_when_one_rank_sees_a_nan_first_all_stop_with_the_same_error():
+    outcomes = run_ranks("nan", {"epochs": 4})
+    assert [o["outcome"] for o in outcomes] == ["TrainingError", "TrainingError"], outcomes
+    for o in outcomes:
+        assert "epoch 2, step 2" in o["message"] and "last good checkpoint is epoch 1" in o["message"]
+    assert "nan" in outcomes[1]["message"]  # the process that saw it says what it saw
+    assert abs(outcomes[0]["finished_at"] - outcomes[1]["finished_at"]) < 20
+
+
+def test_logged_losses_are_the_mean_over_ranks_and_validation_is_sharded():
+    outcomes = run_ranks("mean", {"epochs": 2, "precision": "fp32"})
+    assert [o["outcome"] for o in outcomes] == ["finished", "finished"], outcomes
+    logged, mine, theirs = outcomes[0]["history"], outcomes[0]["local_means"], outcomes[1]["local_means"]
+    assert len(logged) == len(mine) == len(theirs) == 2
+    for record, a, b in zip(logged, mine, theirs):
+        assert abs(a - b) > 1e-4  # the ranks' shards differ, so the mean is not either one
+        assert record["train_loss"] == pytest.approx((a + b) / 2, rel=1e-5)
+    assert outcomes[0]["weights"] == outcomes[1]["weights"]
+    # 5 held-out images: 3 validated on rank 0 and 2 on rank 1, each epoch.
+    assert sum(outcomes[0]["val_images"]) == 2 * 3 and sum(outcomes[1]["val_images"]) == 2 * 2
+    # The logged validation loss is that of the final model (rank 0's) over all 5.
+    images, masks, ids = tiny_data()
+    held = np.flatnonzero(holdout(ids, 0.1, 0))
+    model = build_model(tiny_params().model)
+    model.load_state_dict({k: torch.from_numpy(v) for k, v in outcomes[0]["state"].items()})
+    model.eval()
+    x = torch.from_numpy(images[held]).unsqueeze(1).float() / 255
+    m = torch.from_numpy(masks[held]).unsqueeze(1).float()
+    with torch.no_grad():
+        out, mu, logvar = model(x * (1 - m), m, sample=False)
+    expected, _, _ = inpainting_loss(out, x, m, mu, logvar, tiny_params().train)
+    assert logged[-1]["val_loss"] == pytest.approx(float(expected), rel=1e-5)
+
 
 PARAMS = {
     "data": {"builtin_count": 40},
@@ -26,6 +179,7 @@ def stage(name, cwd, **env):
     return out
 
 
+@pytest.mark.slow
 def test_two_process_ddp_training_on_cpu(tmp_path):
     (tmp_path / "dvc.yaml").write_text("stages: {}\n")
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(PARAMS))
