@@ -18,7 +18,13 @@ from vaeinpaint.cli import run_stage
 from vaeinpaint.data.dataset import load_subset
 from vaeinpaint.files import write_csv, write_json
 from vaeinpaint.modeling.checkpoint import save_checkpoint
-from vaeinpaint.modeling.distributed import close_distributed, init_distributed, launched_by_torchrun, relaunch_with_torchrun
+from vaeinpaint.modeling.distributed import (
+    check_same_everywhere,
+    close_distributed,
+    init_distributed,
+    launched_by_torchrun,
+    relaunch_with_torchrun,
+)
 from vaeinpaint.modeling.train import fingerprint, interrupted_run, resolve_precision, select_device, summary, train_model
 from vaeinpaint.params import load_params
 
@@ -60,10 +66,14 @@ def main(params_file: Path = paths.PARAMS) -> None:
     tp = params.train
     resume = paths.project_root() / paths.RESUME_DIR / f"{fingerprint(params, list(INPUTS.values()))}.pt"
     if (tp.gpus > 1 or tp.nodes > 1) and not launched_by_torchrun():
-        # The rendezvous id is the fingerprint: nodes with other params or data never join up.
-        raise SystemExit(relaunch_with_torchrun(tp, __file__, sys.argv[1:], rdzv_id=f"vaeinpaint-{resume.stem}"))
+        raise SystemExit(relaunch_with_torchrun(tp, __file__, sys.argv[1:]))
     device = select_device(tp.device)
     dist = init_distributed(device.type == "cuda")
+    try:
+        check_same_everywhere(resume.stem, "configuration (fingerprint of params and data)", dist)
+    except BaseException:
+        cleanup_quietly("leave the process group", lambda: close_distributed(dist))
+        raise
     subset = load_subset("train", lazy=True)  # read from the memory map: resident on the device, or streamed (feed.py)
 
     run = open_run(resume) if dist.main else tracking.NullRun()

@@ -200,3 +200,101 @@ def test_two_process_ddp_training_on_cpu(tmp_path):
     assert [m.step for m in client.get_metric_history(runs[0].info.run_id, "train_loss")] == [1, 2]
     run_id = json.loads((tmp_path / "data/model/run.json").read_text())["run_id"]
     assert run_id == runs[0].info.run_id
+
+
+def test_torchrun_command_for_one_node_and_for_several(monkeypatch):
+    from vaeinpaint.errors import ParamError
+    from vaeinpaint.modeling.distributed import torchrun_command
+
+    one = torchrun_command(tiny_params(train={"gpus": 4}).train, "stages/train.py", [])
+    assert one[1:] == ["-m", "torch.distributed.run", "--nproc-per-node=4", "--standalone", "stages/train.py"]
+    two = tiny_params(train={"gpus": 8, "nodes": 2, "rdzv_endpoint": "node0.cluster:29400"}).train
+    monkeypatch.delenv("VAEINPAINT_NODE_RANK", raising=False)
+    assert torchrun_command(two, "s.py", [])[3:-1] == [
+        "--nproc-per-node=8", "--nnodes=2", "--node-rank=0", "--master-addr=node0.cluster", "--master-port=29400",
+    ]  # fmt: skip
+    monkeypatch.setenv("VAEINPAINT_NODE_RANK", "1")
+    assert "--node-rank=1" in torchrun_command(two, "s.py", [])
+    monkeypatch.setenv("VAEINPAINT_NODE_RANK", "2")
+    with pytest.raises(ParamError, match="^VAEINPAINT_NODE_RANK: expected a node number from 0 to 1"):
+        torchrun_command(two, "s.py", [])
+
+
+def files_under(folder) -> list[str]:
+    return sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file())
+
+
+def start_node(folder, node: int):
+    return subprocess.Popen(
+        [sys.executable, str(ROOT / "stages" / "train.py")],
+        cwd=folder,
+        env=run_env(VAEINPAINT_TRACKING="1", VAEINPAINT_NODE_RANK=str(node)),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
+
+
+def finish(processes, timeout: float = 300) -> list[tuple[int, str]]:
+    """(exit code, output) of each process; any still running after `timeout` s is killed: a hang fails the test."""
+    import os
+    import signal
+
+    deadline, results = time.time() + timeout, []
+    for process in processes:
+        try:
+            out, _ = process.communicate(timeout=max(1, deadline - time.time()))
+        except subprocess.TimeoutExpired:
+            for p in processes:
+                if p.poll() is None:
+                    os.killpg(p.pid, signal.SIGKILL)
+            pytest.fail(f"nodes did not finish within {timeout} s")
+        results.append((process.returncode, out))
+    return results
+
+
+@pytest.mark.slow
+def test_two_nodes_on_loopback_train_as_one_and_only_node_0_writes(tmp_path):
+    # Two "machines": two project copies with the same data, each running the train stage,
+    # meeting at 127.0.0.1 as two nodes would at node0:29400.
+    params = {**PARAMS, "train": {**PARAMS["train"], "gpus": 1, "nodes": 2, "rdzv_endpoint": f"127.0.0.1:{free_port()}"}}
+    node0, node1 = tmp_path / "node0", tmp_path / "node1"
+    for node in (node0, node1):
+        node.mkdir()
+        (node / "dvc.yaml").write_text("stages: {}\n")
+        (node / "params.yaml").write_text(yaml.safe_dump(params))
+    for name in ("download", "prepare", "split", "occlude"):
+        stage(name, node0, VAEINPAINT_TRACKING="0")
+
+    # A node with other data is refused by every process before any training.
+    import shutil
+
+    shutil.copytree(node0 / "data", node1 / "data")
+    masks = np.load(node1 / "data/masks/masks.npz")
+    np.savez_compressed(node1 / "data/masks/masks.npz", train=1 - masks["train"], test=masks["test"])
+    results = finish([start_node(node0, 0), start_node(node1, 1)])
+    for code, out in results:
+        assert code != 0 and "would train another configuration" in out, out[-3000:]
+
+    shutil.rmtree(node1 / "data")
+    shutil.copytree(node0 / "data", node1 / "data")
+    (node1 / "params.yaml").write_text(
+        yaml.safe_dump({**params, "train": {**params["train"], "rdzv_endpoint": f"127.0.0.1:{free_port()}"}})
+    )
+    (node0 / "params.yaml").write_text((node1 / "params.yaml").read_text())
+    before = files_under(node1)
+    results = finish([start_node(node0, 0), start_node(node1, 1)])
+    for code, out in results:
+        assert code == 0, out[-4000:]
+    assert "on node 0 of 2" in results[0][1] and "on node 1 of 2" in results[1][1]
+    train = json.loads((node0 / "metrics/train.json").read_text())
+    assert train["epochs"] == 2 and (node0 / "data/model/checkpoint.pt").exists()
+    assert files_under(node1) == before  # rank 1 wrote nothing: no outputs, no MLflow store, no resume state
+
+    from mlflow import MlflowClient
+
+    client = MlflowClient(tracking_uri=f"sqlite:///{node0}/mlflow.db")
+    runs = client.search_runs([client.get_experiment_by_name("vae-inpainting").experiment_id])
+    assert len(runs) == 1 and runs[0].info.status == "FINISHED"
+    assert [m.step for m in client.get_metric_history(runs[0].info.run_id, "train_loss")] == [1, 2]

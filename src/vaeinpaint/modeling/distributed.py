@@ -2,10 +2,13 @@
 leaving their group, and the few collectives training uses to make decisions together.
 
 The train stage re-runs itself under torchrun when `train.gpus > 1` or `train.nodes > 1`.
-On one machine torchrun runs standalone; on several, every node runs the same stage and
-they meet at `train.rdzv_endpoint` (torchrun's c10d rendezvous), under a rendezvous id made
-from the training's fingerprint, so nodes with different params or data never join up.
-Only global rank 0 writes outputs and talks to MLflow.
+On one machine torchrun runs standalone. On several, every node runs the same stage with
+the same params and data and they meet at `train.rdzv_endpoint`, the host:port of node 0
+(torchrun's static rendezvous). Node 0 is the one where `dvc repro` runs; each other node
+says which it is with `VAEINPAINT_NODE_RANK` (1, 2, ...), so global rank 0, the only
+process that writes outputs and talks to MLflow, is always on node 0. Before training, the
+processes check that they all train the same configuration (the fingerprint of params and
+data): a node with another commit, params.yaml or data stops them all with an error.
 
 Every collective here runs outside the training step, once per sync point or epoch; with a
 single process each is a no-op.
@@ -22,6 +25,7 @@ from typing import Any
 
 import torch
 
+from vaeinpaint.errors import DataError, ParamError
 from vaeinpaint.params import TrainParams
 
 log = logging.getLogger(__name__)
@@ -41,21 +45,34 @@ def launched_by_torchrun() -> bool:
     return "LOCAL_RANK" in os.environ and "WORLD_SIZE" in os.environ
 
 
-def torchrun_command(tp: TrainParams, script: str, args: list[str], rdzv_id: str) -> list[str]:
-    """The torchrun command line that runs `script` as `tp.gpus` processes on each of `tp.nodes` nodes."""
+NODE_RANK_ENV = "VAEINPAINT_NODE_RANK"
+
+
+def node_rank(tp: TrainParams) -> int:
+    """Which node this is (0 to train.nodes - 1): `VAEINPAINT_NODE_RANK`, 0 where unset."""
+    raw = os.environ.get(NODE_RANK_ENV, "0")
+    if not raw.isdigit() or int(raw) >= tp.nodes:
+        raise ParamError(f"{NODE_RANK_ENV}: expected a node number from 0 to {tp.nodes - 1} (train.nodes is {tp.nodes}), got {raw!r}")
+    return int(raw)
+
+
+def torchrun_command(tp: TrainParams, script: str, args: list[str]) -> list[str]:
+    """The torchrun command line that runs `script` as `tp.gpus` processes on this node."""
     command = [sys.executable, "-m", "torch.distributed.run", f"--nproc-per-node={tp.gpus}"]
     if tp.nodes == 1:
         command.append("--standalone")
     else:
-        command += [f"--nnodes={tp.nodes}", "--rdzv-backend=c10d", f"--rdzv-endpoint={tp.rdzv_endpoint}", f"--rdzv-id={rdzv_id}"]
+        host, _, port = tp.rdzv_endpoint.rpartition(":")
+        command += [f"--nnodes={tp.nodes}", f"--node-rank={node_rank(tp)}", f"--master-addr={host}", f"--master-port={port}"]
     return [*command, script, *args]
 
 
-def relaunch_with_torchrun(tp: TrainParams, script: str, args: list[str], rdzv_id: str) -> int:
+def relaunch_with_torchrun(tp: TrainParams, script: str, args: list[str]) -> int:
     """Run `script` again under torchrun (DDP); return its exit code."""
-    where = "" if tp.nodes == 1 else f" on each of {tp.nodes} nodes, meeting at {tp.rdzv_endpoint}"
+    command = torchrun_command(tp, script, args)
+    where = "" if tp.nodes == 1 else f" on node {node_rank(tp)} of {tp.nodes}, meeting at {tp.rdzv_endpoint}"
     log.info("train: %d processes under torchrun%s", tp.gpus, where)
-    return subprocess.run(torchrun_command(tp, script, args, rdzv_id), check=False).returncode
+    return subprocess.run(command, check=False).returncode
 
 
 def init_distributed(cuda: bool) -> Distributed:
@@ -64,6 +81,8 @@ def init_distributed(cuda: bool) -> Distributed:
         return Distributed()
     import torch.distributed as tdist
 
+    if cuda:  # NCCL's collectives (and the object ones below) run on this process's GPU
+        torch.cuda.set_device(int(os.environ["LOCAL_RANK"]))
     tdist.init_process_group(backend="nccl" if cuda else "gloo")
     if not cuda:  # this machine's processes share its cores instead of each one claiming all of them
         local = int(os.environ.get("LOCAL_WORLD_SIZE", tdist.get_world_size()))
@@ -76,6 +95,22 @@ def close_distributed(dist: Distributed) -> None:
         import torch.distributed as tdist
 
         tdist.destroy_process_group()
+
+
+def check_same_everywhere(value: str, what: str, dist: Distributed) -> None:
+    """Raise the same DataError on every process unless all of them hold the same `value`."""
+    if dist.world == 1:
+        return
+    import torch.distributed as tdist
+
+    values: list[Any] = [None] * dist.world
+    tdist.all_gather_object(values, value)
+    odd = [rank for rank, other in enumerate(values) if other != values[0]]
+    if odd:
+        raise DataError(
+            f"train: process{'es' if len(odd) > 1 else ''} {', '.join(map(str, odd))} would train another {what} than "
+            f"process 0 ({values[odd[0]]} vs {values[0]}): run every node from the same commit, params.yaml and data"
+        )
 
 
 def all_max(values: torch.Tensor, dist: Distributed) -> torch.Tensor:
