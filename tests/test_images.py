@@ -281,12 +281,35 @@ def test_no_usable_image_is_an_error(tmp_path):
         prepare_folder(raw, 16, "stretch", workers=1)
 
 
-def test_bench_prepare_reports_both_throughputs(monkeypatch):
+def test_bench_prepare_times_both_on_the_same_jpegs_and_reports_the_best_round(monkeypatch):
     from vaeinpaint.bench import prepare as bench_prepare
 
-    monkeypatch.setattr(bench_prepare, "COUNT", {True: 6, False: 6})
+    monkeypatch.setattr(bench_prepare, "COUNT", {True: 4, False: 4})
+    monkeypatch.setattr(bench_prepare, "ROUNDS", {True: 2, False: 2})
+    seen: dict[str, list] = {"naive": [], "prepare": []}
+    naive_seconds, prepare_seconds = iter([3.0, 2.0]), iter([0.5, 1.0])  # round 2 is the naive loop's best, round 1 ours
+
+    def naive(paths):
+        seen["naive"].append([(p.name, Image.open(p).size, p.read_bytes()) for p in paths])
+        return next(naive_seconds)
+
+    def ours(folder, count):
+        seen["prepare"].append([(p.name, Image.open(p).size, p.read_bytes()) for p in sorted(folder.iterdir())])
+        return next(prepare_seconds)
+
+    monkeypatch.setattr(bench_prepare, "naive_loop", naive)
+    monkeypatch.setattr(bench_prepare, "prepare_run", ours)
     result = bench_prepare.bench_prepare(quick=True)
-    assert set(result) == {"prepare_img_per_s", "naive_prepare_img_per_s", "prepare_speedup"}
-    assert result["prepare_img_per_s"] > 0 and result["naive_prepare_img_per_s"] > 0
-    ratio = result["prepare_img_per_s"] / result["naive_prepare_img_per_s"]
-    assert result["prepare_speedup"] == pytest.approx(ratio, rel=0.02)
+    files = seen["naive"][0]
+    assert [size for _, size, _ in files] == [(1024, 1024)] * 4 and len({data for _, _, data in files}) == 4
+    assert seen["naive"] == [files, files] and seen["prepare"] == [files, files]  # same JPEGs, every round, both
+    assert result == {"prepare_img_per_s": 4 / 0.5, "naive_prepare_img_per_s": 4 / 2.0, "prepare_speedup": 4.0}
+
+
+def test_bench_prepare_refuses_a_run_where_prepare_dropped_images(tmp_path):
+    from vaeinpaint.bench import prepare as bench_prepare
+
+    paths = bench_prepare.synthesize(tmp_path, 3)
+    paths[2].write_bytes(paths[0].read_bytes())  # a duplicate: prepare keeps 2 of 3
+    with pytest.raises(RuntimeError, match="prepare kept 2 of 3 images"):
+        bench_prepare.prepare_run(tmp_path, 3)
