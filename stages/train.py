@@ -25,7 +25,8 @@ from vaeinpaint.modeling.distributed import (
     launched_by_torchrun,
     relaunch_with_torchrun,
 )
-from vaeinpaint.modeling.train import fingerprint, interrupted_run, resolve_precision, select_device, summary, train_model
+from vaeinpaint.modeling.precision import resolve_precision
+from vaeinpaint.modeling.train import fingerprint, interrupted_run, select_device, summary, train_model
 from vaeinpaint.params import load_params
 
 INPUTS = {"images": paths.IMAGES, "split": paths.SPLIT, "masks": paths.MASKS}

@@ -5,9 +5,12 @@ import torch
 from vaeinpaint.errors import DataError, TrainingError
 from vaeinpaint.evaluation.evaluate import restore, score_model, summarize
 from vaeinpaint.masks.generator import occlude
+from vaeinpaint.modeling import precision as precision_module
+from vaeinpaint.modeling import schedule as schedule_module
 from vaeinpaint.modeling import train as train_module
 from vaeinpaint.modeling.checkpoint import load_checkpoint, model_from_checkpoint, save_checkpoint
-from vaeinpaint.modeling.train import fingerprint, holdout, lr_factor, train_model
+from vaeinpaint.modeling.schedule import lr_factor
+from vaeinpaint.modeling.train import fingerprint, holdout, train_model
 
 from conftest import synthetic_images, tiny_params
 
@@ -231,7 +234,7 @@ def test_ssim_loss_term_matches_the_reported_metric():
 
 
 class FakeTime:
-    """train.py's view of `time`: a clock that moves only when a training step runs."""
+    """The training clock's view of `time`: a clock that moves only when a training step runs."""
 
     def __init__(self, seconds_per_step: float):
         self.now, self.seconds_per_step = 1000.0, seconds_per_step
@@ -242,7 +245,7 @@ class FakeTime:
 
 def fake_time(monkeypatch, seconds_per_step: float) -> FakeTime:
     clock = FakeTime(seconds_per_step)
-    monkeypatch.setattr(train_module, "time", clock)
+    monkeypatch.setattr(schedule_module, "time", clock)
     real_step = train_module.training_step
 
     def step(*args, **kwargs):
@@ -278,7 +281,7 @@ def test_with_a_budget_the_learning_rate_follows_elapsed_time(data, monkeypatch)
     assert lrs[-1] < 0.05  # ...to the floor by the last step
     assert result.history[-1]["lr"] == pytest.approx(0.01 * 2e-3)
     for i, lr in enumerate(lrs[2:], start=2):  # once the step time is measured, the schedule is the clock's
-        assert lr == pytest.approx(train_module.lr_at(i / (3 * STEPS)), abs=1e-9)
+        assert lr == pytest.approx(schedule_module.lr_at(i / (3 * STEPS)), abs=1e-9)
 
 
 def test_a_budget_longer_than_the_epochs_ends_the_schedule_with_the_epochs(data, monkeypatch):
@@ -310,7 +313,7 @@ def test_a_time_budgeted_training_resumes_exactly(data, tmp_path, monkeypatch):
 
 
 def test_lr_at_warms_up_then_decays_to_the_floor():
-    lr_at = train_module.lr_at
+    lr_at = schedule_module.lr_at
     assert lr_at(0.0) == pytest.approx(0.01) and lr_at(0.03) == pytest.approx(1.0)
     assert lr_at(0.5) == pytest.approx(0.01 + 0.99 * 0.5 * (1 + np.cos(np.pi * 0.47 / 0.97)))
     assert lr_at(1.0) == pytest.approx(0.01) and lr_at(7.0) == pytest.approx(0.01)
@@ -328,9 +331,9 @@ def test_auto_precision_on_cuda_uses_bf16_only_where_the_card_has_it(monkeypatch
         return native_bf16 or including_emulation  # a V100 or T4 "supports" bf16 only by emulation
 
     monkeypatch.setattr(torch.cuda, "is_bf16_supported", is_bf16_supported)
-    assert train_module.resolve_precision(torch.device("cuda"), "auto") == expected
+    assert precision_module.resolve_precision(torch.device("cuda"), "auto") == expected
     assert calls and not any(calls)  # asked about native support, not emulation
-    assert train_module.resolve_precision(torch.device("cuda"), "fp32") == "fp32"
+    assert precision_module.resolve_precision(torch.device("cuda"), "fp32") == "fp32"
 
 
 def test_bf16_asked_for_on_a_card_without_it_is_a_param_error(monkeypatch):
@@ -338,7 +341,7 @@ def test_bf16_asked_for_on_a_card_without_it_is_a_param_error(monkeypatch):
 
     monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda including_emulation=True: including_emulation)
     with pytest.raises(ParamError, match="^train.precision: bf16"):
-        train_module.resolve_precision(torch.device("cuda"), "bf16")
+        precision_module.resolve_precision(torch.device("cuda"), "bf16")
 
 
 def test_fp16_trains_with_a_gradient_scaler_and_resumes_exactly(data, tmp_path):

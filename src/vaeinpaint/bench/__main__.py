@@ -31,7 +31,8 @@ import typer
 from vaeinpaint.masks.generator import TrainingMasks
 from vaeinpaint.modeling.layout import to_model
 from vaeinpaint.modeling.model import build_model, count_parameters
-from vaeinpaint.modeling.train import autocast_for, make_optimizer, make_scaler, select_device, training_step
+from vaeinpaint.modeling.precision import autocast_for, make_scaler
+from vaeinpaint.modeling.train import make_optimizer, select_device, training_step
 from vaeinpaint.params import ModelParams, OcclusionParams, Params, TrainParams
 
 SIZE = 100

@@ -19,10 +19,8 @@ stale state is never picked up by a different configuration. A killed training f
 by `dvc repro` continues from the last complete epoch, in the same MLflow run (its id is
 in the state); a finished one removes its state; an unreadable one is started over.
 
-Schedule: linear warm-up over the first 3%, then cosine decay to 1% of `train.lr`. Without
-a time budget it runs over `train.epochs` in steps. With `train.max_minutes` it runs over
-the elapsed training time (or the epochs, whichever ends first), so that stopping at the
-budget is stopping at the end of the schedule; the elapsed time is part of the resume state.
+Schedule (`schedule.py`): by steps over `train.epochs`, or with `train.max_minutes` by the
+elapsed training time, which is part of the resume state.
 
 Several processes (DDP): every decision that ends or shapes training is made together, at
 the same steps on every process, from one small all-reduce: the elapsed time (the slowest
@@ -32,7 +30,6 @@ processes; validation is split across them.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import hashlib
 import json
@@ -59,6 +56,8 @@ from vaeinpaint.modeling.distributed import Distributed, all_max, all_sum, broad
 from vaeinpaint.modeling.feed import make_feed
 from vaeinpaint.modeling.layout import CHANNELS, color_of, masks_to_model, to_model
 from vaeinpaint.modeling.model import build_model, count_parameters, kl_divergence
+from vaeinpaint.modeling.precision import autocast_for, make_scaler, resolve_precision
+from vaeinpaint.modeling.schedule import TrainingClock, schedule, sync_due
 from vaeinpaint.params import Params, TrainParams, augment_ops
 from vaeinpaint.progress import progress
 
@@ -133,132 +132,9 @@ def inpainting_loss(out, target, mask, mu, logvar, tp: TrainParams) -> tuple[tor
     return recon + tp.kl_weight * kl, recon.detach(), kl.detach()
 
 
-def lr_factor(step: int, total: int) -> float:
-    """By steps: linear warm-up over the first 3% of steps, then cosine decay to 1% of the peak."""
-    warmup = max(1, int(0.03 * total))
-    if step < warmup:
-        return (step + 1) / warmup
-    progress_ = min(1.0, (step - warmup) / max(1, total - warmup))
-    return 0.01 + 0.99 * 0.5 * (1.0 + math.cos(math.pi * progress_))
-
-
-WARMUP = 0.03  # share of the schedule spent warming up
-
-
-def lr_at(progress_: float) -> float:
-    """By progress in [0, 1] (a time budget's schedule): linear warm-up from 1% to the peak
-    over the first 3%, then cosine decay to 1% of the peak; 1% past the end."""
-    p = min(max(progress_, 0.0), 1.0)
-    if p < WARMUP:
-        return 0.01 + 0.99 * p / WARMUP
-    return 0.01 + 0.99 * 0.5 * (1.0 + math.cos(math.pi * (p - WARMUP) / (1.0 - WARMUP)))
-
-
-@dataclass
-class TrainingClock:
-    """Elapsed training time, summed over every session of a resumed training, as all the
-    processes agree on it. It is read (a host sync) only at sync points, and between them
-    extrapolated by step at the last measured seconds per step, so the learning rate of every
-    step is a function of values all processes share: their replicas never diverge.
-
-    `agreed` is the elapsed time at the last sync point, the largest over processes (the
-    slowest clock decides: nobody overshoots the budget), after `synced_step` optimiser steps."""
-
-    budget: float = 0.0  # seconds; 0: no budget
-    carried: float = 0.0  # seconds spent in earlier sessions of this training
-    agreed: float = 0.0
-    synced_step: int = 0
-    rate: float = 0.0  # seconds per step over the last interval inside one epoch (0: not measured yet)
-    epoch_started: bool = False  # no sync yet in this epoch: the next interval spans validation and saving
-    session_start: float = field(default_factory=lambda: time.perf_counter())
-
-    def local_elapsed(self) -> float:
-        return self.carried + (time.perf_counter() - self.session_start)
-
-    def new_epoch(self) -> None:
-        self.epoch_started = True
-
-    def synced(self, agreed: float, step: int) -> None:
-        if not self.epoch_started and step > self.synced_step:
-            self.rate = (agreed - self.agreed) / (step - self.synced_step)
-        self.agreed, self.synced_step, self.epoch_started = agreed, step, False
-
-    def progress(self, step: int) -> float:
-        """Share of the budget used when `step` optimiser steps are done."""
-        return (self.agreed + max(0, step - self.synced_step) * self.rate) / self.budget
-
-    def over_budget(self) -> bool:
-        return self.budget > 0 and self.agreed >= self.budget
-
-    def state(self) -> dict[str, float]:
-        return {"elapsed": self.local_elapsed(), "synced_step": self.synced_step, "rate": self.rate}
-
-    def restore(self, state: dict[str, float]) -> None:
-        self.carried = self.agreed = float(state["elapsed"])
-        self.synced_step, self.rate = int(state["synced_step"]), float(state["rate"])
-        self.session_start = time.perf_counter()
-
-
-def schedule(step: int, total: int, clock: TrainingClock) -> float:
-    """The learning-rate factor for optimiser step `step`: by steps without a budget (as it
-    always was), else by whichever of the time budget and `total` steps is further used up."""
-    if not clock.budget:
-        return lr_factor(step, total)
-    return lr_at(max(clock.progress(step), step / total))
-
-
-def sync_due(step: int, steps_per_epoch: int, clock: TrainingClock) -> bool:
-    """Whether step `step` (0-based, of an epoch) ends with a sync point: every 50 steps and at
-    the end of an epoch; with a budget whose step time is not measured yet, also after steps
-    1, 2, 4, 8, ... so the clock can drive the schedule from the start."""
-    done = step + 1
-    if done % 50 == 0 or done == steps_per_epoch:
-        return True
-    return bool(clock.budget) and clock.rate == 0 and done & (done - 1) == 0
-
-
 def make_optimizer(model: torch.nn.Module, tp: TrainParams, device: torch.device) -> torch.optim.Optimizer:
     """AdamW; on CUDA the fused kernel (one launch for all parameters)."""
     return torch.optim.AdamW(model.parameters(), lr=tp.lr, weight_decay=tp.weight_decay, fused=device.type == "cuda")
-
-
-def cuda_has_native_bf16() -> bool:
-    """Ampere and later compute bf16 natively; older cards (V100, T4) only emulate it, slowly."""
-    try:
-        return torch.cuda.is_bf16_supported(including_emulation=False)
-    except TypeError:  # torch < 2.5 has no emulation switch and reports native support only
-        return torch.cuda.is_bf16_supported()
-
-
-def resolve_precision(device: torch.device, requested: str = "auto") -> str:
-    """What `train.precision` means on `device`: "bf16", "fp16" or "fp32". `auto`: bf16 where
-    the hardware computes it natively (Ampere+ GPUs; CPUs with AVX512-BF16 or AMX, 1.4x faster
-    training measured on one); else fp16 with loss scaling on a GPU, fp32 on a CPU."""
-    if device.type == "cuda":
-        native = cuda_has_native_bf16()
-        if requested == "bf16" and not native:
-            raise ParamError("train.precision: bf16 needs a GPU that computes it natively (Ampere or later); use auto, fp16 or fp32")
-        if requested == "auto":
-            return "bf16" if native else "fp16"
-        return requested
-    if requested == "auto":
-        native = torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported()
-        return "bf16" if native else "fp32"
-    return requested
-
-
-def autocast_for(device: torch.device, precision: str = "auto"):
-    """Autocast to bf16 or fp16 (`precision` as in `resolve_precision`), or plain fp32."""
-    resolved = resolve_precision(device, precision)
-    if resolved == "fp32":
-        return contextlib.nullcontext()
-    return torch.autocast(device.type, dtype=torch.bfloat16 if resolved == "bf16" else torch.float16)
-
-
-def make_scaler(device: torch.device, precision: str) -> torch.amp.GradScaler:
-    """fp16 needs its loss scaled so small gradients do not flush to zero; bf16 and fp32 do not
-    (the scaler is then disabled and passes everything through)."""
-    return torch.amp.GradScaler(device.type, enabled=resolve_precision(device, precision) == "fp16")
 
 
 def training_step(
