@@ -70,15 +70,12 @@ def main(params_file: Path = paths.PARAMS) -> None:
         raise SystemExit(relaunch_with_torchrun(tp, __file__, sys.argv[1:]))
     device = select_device(tp.device)
     dist = init_distributed(device.type == "cuda")
+    run = tracking.NullRun()
     try:
         check_same_everywhere(resume.stem, "configuration (fingerprint of params and data)", dist)
-    except BaseException:
-        cleanup_quietly("leave the process group", lambda: close_distributed(dist))
-        raise
-    subset = load_subset("train", lazy=True)  # read from the memory map: resident on the device, or streamed (feed.py)
-
-    run = open_run(resume) if dist.main else tracking.NullRun()
-    try:
+        subset = load_subset("train", lazy=True)  # read from the memory map: resident on the device, or streamed (feed.py)
+        if dist.main:
+            run = open_run(resume)
         run.log_params(params.flat())
         run.set_tags({"train.precision_used": resolve_precision(device, tp.precision)})
         result = train_model(
