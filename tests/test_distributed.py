@@ -17,7 +17,7 @@ import pytest
 import torch
 import yaml
 
-from vaeinpaint.masks.boxes import occlude
+from vaeinpaint.masks.generator import occlude
 from vaeinpaint.modeling.model import build_model
 from vaeinpaint.modeling.train import holdout, inpainting_loss
 
@@ -36,7 +36,7 @@ def free_port() -> int:
 def tiny_data():
     params = tiny_params()
     ids = [f"{i:016x}" for i in range(N)]
-    masks, _ = occlude(ids, params.prepare.size, params.occlusion)
+    masks = occlude(ids, params.prepare.size, params.occlusion).masks
     return synthetic_images(N, params.prepare.size), masks, ids
 
 

@@ -14,7 +14,7 @@ import yaml
 from vaeinpaint.data.dataset import write_masks, write_prepared
 from vaeinpaint.errors import TrainingError
 from vaeinpaint.files import write_csv
-from vaeinpaint.masks.boxes import occlude
+from vaeinpaint.masks.generator import occlude
 from vaeinpaint.modeling import train as train_module
 from vaeinpaint.params import load_params
 
@@ -46,8 +46,12 @@ def project(project_dir):
     write_prepared(synthetic_images(N, SIZE), index)
     write_csv("data/split/split.csv", pd.DataFrame({"id": ids, "row": range(N), "subset": ["train"] * 32 + ["test"] * 8}))
     occlusion = load_params("params.yaml").occlusion
-    masks = {"train": occlude(ids[:32], SIZE, occlusion)[0], "test": occlude(ids[32:], SIZE, occlusion)[0]}
-    write_masks(masks, pd.DataFrame(columns=["id", "subset", "square", "x", "y", "w", "h"]))
+    results = {"train": occlude(ids[:32], SIZE, occlusion), "test": occlude(ids[32:], SIZE, occlusion)}
+    write_masks(
+        {subset: r.masks for subset, r in results.items()},
+        pd.concat([r.boxes.assign(subset=s) for s, r in results.items()], ignore_index=True),
+        pd.concat([r.per_image.assign(subset=s) for s, r in results.items()], ignore_index=True),
+    )
     return project_dir
 
 
