@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import stat
+import struct
 import tarfile
 import zipfile
 from pathlib import Path
@@ -85,6 +86,15 @@ def exif_rotated_jpeg(orientation: int, width: int = 256, height: int = 128) -> 
     exif = Image.Exif()
     exif[0x0112] = orientation
     return encode(stored, "JPEG", quality=95, exif=exif.tobytes())
+
+
+def broken_exif_jpeg(width: int = 256, height: int = 128) -> bytes:
+    """`upright_marker`, stored upright, with EXIF that says "turn me" (orientation 6) but
+    that PIL cannot apply: its ResolutionUnit is a LONG 0xFFFFFFFF where a SHORT belongs, so
+    rewriting the EXIF after the turn fails (struct.error), as it does for some cameras' files."""
+    ifd = struct.pack(">HHII", 0x0112, 3, 1, 6 << 16) + struct.pack(">HHII", 0x0128, 4, 1, 0xFFFFFFFF)
+    tiff = b"MM\x00\x2a\x00\x00\x00\x08" + struct.pack(">H", 2) + ifd + b"\x00\x00\x00\x00" + bytes(16)
+    return encode(upright_marker(width, height), "JPEG", quality=95, exif=b"Exif\x00\x00" + tiff)
 
 
 def make_zip(path: Path, members: dict[str, bytes]) -> Path:

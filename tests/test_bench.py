@@ -1,13 +1,15 @@
-"""`python -m vaeinpaint.bench`: the mask rows (strokes and mixed beside squares)."""
+"""`python -m vaeinpaint.bench`: the mask rows (strokes and mixed beside squares); the
+speed-up over the study's architecture at equal batches; evaluation timed after warm-up."""
 
 from dataclasses import replace
 
 import pytest
 import torch
 
+from vaeinpaint.bench import __main__ as bench
 from vaeinpaint.bench.__main__ import mask_shapes
 from vaeinpaint.masks import generator
-from vaeinpaint.params import Params
+from vaeinpaint.params import ModelParams, Params
 
 
 def test_bench_times_stroke_and_mixed_masks_beside_squares(monkeypatch):
@@ -34,3 +36,62 @@ def test_bench_times_stroke_and_mixed_masks_beside_squares(monkeypatch):
         ratio = result[f"train_img_per_s_{shape}"] / squares["img_per_s"]
         assert result[f"{shape}_vs_squares"] == pytest.approx(ratio, rel=0.05, abs=6e-4)  # rounded to 3 decimals
     assert result["stroke_bank_s"] > 0
+
+
+def fake_training(calls: list, speed: dict):
+    """A stand-in for measure_training: records (arch, batch) of the gray, square-mask runs and
+    returns `speed[arch] * batch` images/s."""
+
+    def measure(model_params, train_params, device, steps, warmup, channels=1, occlusion=None):
+        if channels == 1 and (occlusion is None or occlusion.shape == "square"):
+            calls.append((model_params.arch, train_params.batch_size))
+        return {
+            "img_per_s": speed[model_params.arch] * train_params.batch_size,
+            "checkpoint_mb": 1.0,
+            "parameters": 1,
+            "mask_setup_s": 0.1,
+            "mask_ms_per_batch": 1.0,
+        }
+
+    return measure
+
+
+def test_the_speedup_over_the_paper_compares_equal_batches(monkeypatch):
+    calls: list = []
+    monkeypatch.setattr(bench, "measure_training", fake_training(calls, {"inpaint": 10.0, "paper": 0.5}))
+    monkeypatch.setattr(bench, "measure_eval", lambda *args: 100.0)
+    result = bench.run(quick=True, device_name="cpu", compile_check=False, prepare=False)
+    assert ("inpaint", 64) in calls and ("paper", 4) in calls and ("inpaint", 4) in calls  # ours at the paper's batch too
+    assert result["paper_batch_size"] == 4 and result["train_batch_size"] == 64
+    assert result["train_img_per_s"] == 640.0 and result["train_img_per_s_at_paper_batch"] == 40.0
+    assert result["train_speedup_vs_paper"] == 20.0  # 40 / 2, not 640 / 2
+
+
+def test_on_a_gpu_the_paper_gets_our_batch_or_the_largest_that_fits():
+    tried = []
+
+    def measure(batch):
+        tried.append(batch)
+        if batch > 100:
+            raise torch.cuda.OutOfMemoryError("CUDA out of memory")
+        return {"img_per_s": float(batch)}
+
+    assert bench.largest_batch_that_fits(measure, 512) == (64, {"img_per_s": 64.0})
+    assert tried == [512, 256, 128, 64]
+    assert bench.largest_batch_that_fits(measure, 32) == (32, {"img_per_s": 32.0})
+
+
+def test_evaluation_is_timed_after_warm_up_passes_of_the_same_call(monkeypatch):
+    passes: list[tuple[bool, tuple]] = []
+
+    class Counting(torch.nn.Module):
+        def forward(self, damaged, mask, sample=True, generator=None):
+            passes.append((sample, tuple(damaged.shape)))
+            return damaged, None, None
+
+    monkeypatch.setattr(bench, "build_model", lambda params: Counting())
+    clock = iter(range(100))
+    monkeypatch.setattr(bench.time, "perf_counter", lambda: float(next(clock)))
+    speed = bench.measure_eval(ModelParams(), torch.device("cpu"), batch=8, steps=4, warmup=3)
+    assert passes == [(False, (8, 1, 100, 100))] * 7  # 3 warm-up + 4 timed, all alike
+    assert speed == pytest.approx(4 * 8 / 1.0)  # the clock was read only around the 4 timed passes

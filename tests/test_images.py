@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import multiprocessing
 
 import numpy as np
 import pytest
@@ -14,6 +15,7 @@ from vaeinpaint.data import images
 from vaeinpaint.data.images import decode_gray, prepare_folder
 
 from _samples import (
+    broken_exif_jpeg,
     cmyk_jpeg,
     encode,
     exif_rotated_jpeg,
@@ -48,6 +50,46 @@ def test_exif_orientation_is_applied_before_resizing(orientation):
     assert pixels[2:14, 2:14].mean() < 40
     for block in (pixels[2:14, 18:30], pixels[18:30, 2:14], pixels[18:30, 18:30]):
         assert block.mean() > 215
+
+
+def test_exif_that_cannot_be_applied_keeps_the_image_as_stored_and_is_counted(tmp_path):
+    raw = write(tmp_path / "raw", {"broken-exif.jpg": broken_exif_jpeg(), "fine.jpg": jpeg(seed=1), "turned.jpg": exif_rotated_jpeg(6)})
+    prepared = prepare_folder(raw, 32, "stretch", workers=1)
+    stats = prepared.stats
+    assert stats["n_images"] == 3 and stats["n_skipped"] == 0  # kept, as before
+    assert stats["kept_with_problems"] == {"EXIF orientation not applied (kept as stored)": 1}
+    assert stats["n_kept_with_problems"] == 1
+    stored = prepared_row(prepared, "broken-exif.jpg")
+    assert stored[2:14, 2:14].mean() < 40 and stored[18:30, 18:30].mean() > 215  # as stored: black top-left
+    row = prepared.index.set_index("path").loc["broken-exif.jpg"]
+    assert (row["width"], row["height"]) == (256, 128)
+
+
+def test_a_clean_folder_reports_no_problems(tmp_path):
+    stats = prepare_folder(write(tmp_path / "raw", {"a.jpg": jpeg(seed=1)}), 16, "stretch", workers=1).stats
+    assert stats["kept_with_problems"] == {} and stats["n_kept_with_problems"] == 0
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_a_bug_in_decoding_propagates_instead_of_becoming_a_skip(tmp_path, monkeypatch, workers):
+    # A code bug (here a TypeError from a helper) must stop prepare, not be counted as a
+    # "cannot decode" skip that silently drops every image. Only file and decoder errors are skips.
+    def buggy(image):
+        raise TypeError("unsupported operand type(s) for +: 'Image' and 'int'")
+
+    monkeypatch.setattr(images, "to_gray_u8", buggy)
+    files = {f"{i:03d}.jpg": jpeg(seed=i) for i in range(70 if workers > 1 else 2)}  # 64+ files use the pool
+    raw = write(tmp_path / "raw", files)
+    if workers > 1 and multiprocessing.get_start_method() != "fork":
+        pytest.skip("the patch reaches pool workers only when they are forked")
+    with pytest.raises(TypeError, match="unsupported operand"):
+        prepare_folder(raw, 16, "stretch", workers=workers)
+
+
+def test_decoder_errors_are_still_skips_with_reasons(tmp_path):
+    raw = write(tmp_path / "raw", {"ok.jpg": jpeg(), "truncated.jpg": truncated_jpeg(), "text.png": b"not a png"})
+    stats = prepare_folder(raw, 16, "stretch", workers=1).stats
+    assert stats["skipped_reasons"] == {"not an image": 1, "truncated image": 1}
 
 
 def test_unrotated_marker_for_reference():
@@ -239,12 +281,35 @@ def test_no_usable_image_is_an_error(tmp_path):
         prepare_folder(raw, 16, "stretch", workers=1)
 
 
-def test_bench_prepare_reports_both_throughputs(monkeypatch):
+def test_bench_prepare_times_both_on_the_same_jpegs_and_reports_the_best_round(monkeypatch):
     from vaeinpaint.bench import prepare as bench_prepare
 
-    monkeypatch.setattr(bench_prepare, "COUNT", {True: 6, False: 6})
+    monkeypatch.setattr(bench_prepare, "COUNT", {True: 4, False: 4})
+    monkeypatch.setattr(bench_prepare, "ROUNDS", {True: 2, False: 2})
+    seen: dict[str, list] = {"naive": [], "prepare": []}
+    naive_seconds, prepare_seconds = iter([3.0, 2.0]), iter([0.5, 1.0])  # round 2 is the naive loop's best, round 1 ours
+
+    def naive(paths):
+        seen["naive"].append([(p.name, Image.open(p).size, p.read_bytes()) for p in paths])
+        return next(naive_seconds)
+
+    def ours(folder, count):
+        seen["prepare"].append([(p.name, Image.open(p).size, p.read_bytes()) for p in sorted(folder.iterdir())])
+        return next(prepare_seconds)
+
+    monkeypatch.setattr(bench_prepare, "naive_loop", naive)
+    monkeypatch.setattr(bench_prepare, "prepare_run", ours)
     result = bench_prepare.bench_prepare(quick=True)
-    assert set(result) == {"prepare_img_per_s", "naive_prepare_img_per_s", "prepare_speedup"}
-    assert result["prepare_img_per_s"] > 0 and result["naive_prepare_img_per_s"] > 0
-    ratio = result["prepare_img_per_s"] / result["naive_prepare_img_per_s"]
-    assert result["prepare_speedup"] == pytest.approx(ratio, rel=0.02)
+    files = seen["naive"][0]
+    assert [size for _, size, _ in files] == [(1024, 1024)] * 4 and len({data for _, _, data in files}) == 4
+    assert seen["naive"] == [files, files] and seen["prepare"] == [files, files]  # same JPEGs, every round, both
+    assert result == {"prepare_img_per_s": 4 / 0.5, "naive_prepare_img_per_s": 4 / 2.0, "prepare_speedup": 4.0}
+
+
+def test_bench_prepare_refuses_a_run_where_prepare_dropped_images(tmp_path):
+    from vaeinpaint.bench import prepare as bench_prepare
+
+    paths = bench_prepare.synthesize(tmp_path, 3)
+    paths[2].write_bytes(paths[0].read_bytes())  # a duplicate: prepare keeps 2 of 3
+    with pytest.raises(RuntimeError, match="prepare kept 2 of 3 images"):
+        bench_prepare.prepare_run(tmp_path, 3)

@@ -346,8 +346,27 @@ def test_data_params_are_checked(data, message):
         validate(Params(data=dataclasses.replace(DataParams(), **data)))
 
 
-def test_mirror_params_are_accepted(tmp_path):
-    validate(Params(data=DataParams(source="ffhq", url="https://mirror.example/thumbnails128x128.zip")))
-    validate(Params(data=DataParams(source="animals10")))
-    archive = make_zip(tmp_path / "a.zip", {"a.jpg": jpeg()})
-    validate(Params(data=DataParams(source="url", url=archive.as_uri(), sha256="a" * 64)))
+@pytest.mark.parametrize(
+    "data",
+    [
+        {"source": "ffhq", "url": "https://mirror.example/thumbnails128x128.zip"},  # a mirror instead of data.path
+        {"source": "ffhq", "url": "https://mirror.example/images1024x1024.zip", "variant": "images1024"},
+        {"source": "animals10"},  # Kaggle credentials are looked for when downloading, not here
+        {"source": "url", "url": "ARCHIVE", "sha256": "a" * 64},
+    ],
+)
+def test_valid_source_params_pass_validate_and_reach_the_stage_unchanged(tmp_path, data):
+    from typer.testing import CliRunner
+
+    from vaeinpaint.cli import app
+    from vaeinpaint.params import load_params
+
+    if data.get("url") == "ARCHIVE":
+        data = {**data, "url": make_zip(tmp_path / "a.zip", {"a.jpg": jpeg()}).as_uri()}
+    path = tmp_path / "params.yaml"
+    path.write_text(json.dumps({"data": data}))  # JSON is YAML
+    params = load_params(path, base=tmp_path)
+    assert {key: getattr(params.data, key) for key in data} == data
+    out = CliRunner().invoke(app, ["validate", "--params", str(path)])
+    assert out.exit_code == 0, out.output
+    assert all(f"data.{key}: {value}" in out.output.splitlines() for key, value in data.items())

@@ -2,6 +2,8 @@ import hashlib
 
 import pandas as pd
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from vaeinpaint.data.split import assign_split
 from vaeinpaint.errors import ParamError
@@ -56,6 +58,35 @@ def test_adding_one_image_does_not_reshuffle(params):
     # At most one image crosses each boundary (test|train, train|unused).
     assert len(moved) <= 2
     assert len(common) >= len(before) - 1
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    start=st.integers(min_value=12, max_value=150),
+    additions=st.integers(min_value=1, max_value=25),
+    first=st.integers(min_value=0, max_value=10_000),
+    seed=st.integers(min_value=0, max_value=5),
+    sizes=st.one_of(
+        st.tuples(st.sampled_from([0.5, 0.7, 0.8, 0.9]), st.sampled_from([0.05, 0.1, 0.2])).filter(lambda s: s[0] + s[1] <= 1),
+        st.tuples(st.integers(min_value=1, max_value=6), st.integers(min_value=1, max_value=5)),
+    ),
+)
+def test_each_added_image_moves_at_most_one_other_in_or_out_of_each_subset(start, additions, first, seed, sizes):
+    # Grow a set one image at a time (a user adding photos to a folder, fractions or counts,
+    # with or without unused images): after each addition, each of test and train has gained
+    # at most one of the earlier images and lost at most one.
+    params = SplitParams(train=sizes[0], test=sizes[1], seed=seed)
+    index = index_of(start, start=first)
+    before = assignment(assign_split(index, params))
+    for n in range(start, start + additions):
+        index = pd.concat([index, index_of(1, start=first + n).assign(row=n)], ignore_index=True)
+        after = assignment(assign_split(index, params))
+        earlier = index["id"].iloc[:-1]
+        for subset in ("test", "train"):
+            joined = sum(before.get(i) != subset and after.get(i) == subset for i in earlier)
+            left = sum(before.get(i) == subset and after.get(i) != subset for i in earlier)
+            assert joined <= 1 and left <= 1, (n, subset, joined, left)
+        before = after
 
 
 def test_too_few_images_is_a_param_error():

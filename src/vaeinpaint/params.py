@@ -31,7 +31,7 @@ BOX_SHAPES = ("square", "rectangle")  # what occlusion.count, overlap and positi
 POSITIONS = ("random", "center")
 ARCHS = ("inpaint", "paper")
 DEVICES = ("auto", "cpu", "cuda")
-PRECISIONS = ("auto", "fp32", "bf16")
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 TRAIN_MASKS = ("random", "fixed")
 BASELINES = ("corrupted", "biharmonic", "telea")
 
@@ -93,7 +93,7 @@ class ModelParams:
 @dataclass(frozen=True)
 class TrainParams:
     device: str = "auto"
-    precision: str = "auto"  # auto: bf16 autocast where the hardware has bf16 (CUDA, AVX512-BF16/AMX CPUs)
+    precision: str = "auto"  # auto: bf16 where the hardware has it natively, else fp16 + loss scaling on CUDA, fp32 on CPU
     epochs: int = 30
     batch_size: int = 64
     lr: float = 2e-3
@@ -105,7 +105,10 @@ class TrainParams:
     val_fraction: float = 0.05
     seed: int = 0
     max_minutes: float = 0.0  # 0: no time budget
-    gpus: int = 1
+    gpus: int = 1  # processes (GPUs) per node
+    nodes: int = 1  # machines, each running `gpus` processes
+    rdzv_endpoint: str = ""  # host:port where the nodes meet (torchrun's c10d rendezvous); needed when nodes > 1
+    sync_bn: bool = False  # SyncBatchNorm across processes (CUDA, several processes)
     compile: bool = False
     augment: str = "none"  # none | flip | crop | flip+crop (a list [flip, crop] is read as flip+crop)
     resident_fraction: float = 0.5  # keep the training set on the device if it fits in this share of its free memory
@@ -358,6 +361,14 @@ def validate(p: Params, *, check_paths: bool = True, base: Path = Path(".")) -> 
         raise ParamError(f"train.gpus: must be >= 1, got {t.gpus}")
     if not 0 < t.resident_fraction <= 1:
         raise ParamError(f"train.resident_fraction: must be in (0, 1], got {t.resident_fraction}")
+    if t.nodes < 1:
+        raise ParamError(f"train.nodes: must be >= 1, got {t.nodes}")
+    if t.nodes > 1 and not t.rdzv_endpoint:
+        raise ParamError("train.rdzv_endpoint: required when train.nodes > 1 (host:port of a node every node can reach, e.g. node0:29400)")
+    if t.rdzv_endpoint:
+        host, _, port = t.rdzv_endpoint.rpartition(":")
+        if not host or not port.isdigit() or not 0 < int(port) < 65536:
+            raise ParamError(f"train.rdzv_endpoint: expected host:port (e.g. node0:29400), got {t.rdzv_endpoint!r}")
 
     b = p.baselines
     for method in b.methods:

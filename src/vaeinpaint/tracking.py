@@ -46,6 +46,9 @@ class NullRun:
     def set_tags(self, tags: Mapping[str, str]) -> None: ...
     def log_artifact(self, path: str | Path, artifact_path: str | None = None) -> None: ...
     def log_model(self, model: Any, name: str, example: Any = None) -> None: ...
+    def logged_steps(self, key: str) -> set[int]:
+        return set()
+
     def end(self, status: str = "FINISHED") -> None: ...
 
 
@@ -84,6 +87,10 @@ class Run:
 
         with _active(self.run_id):
             mlflow.pytorch.log_model(model, name=name, input_example=example)
+
+    def logged_steps(self, key: str) -> set[int]:
+        """The steps at which metric `key` has been logged (an interrupted run's epochs)."""
+        return {m.step for m in self.client.get_metric_history(self.run_id, key)}
 
     def end(self, status: str = "FINISHED") -> None:
         self.client.set_terminated(self.run_id, status)
@@ -149,6 +156,20 @@ def resume_run(run_id: str) -> Run | NullRun:
     client, _ = _client_and_experiment()
     client.update_run(run_id, status="RUNNING")
     return Run(client, run_id)
+
+
+def run_exists(run_id: str) -> bool:
+    """Whether the store holds run `run_id`, not deleted (an interrupted training's run may
+    have been deleted since, or the store moved)."""
+    if not tracking_enabled() or not run_id:
+        return False
+    from mlflow.exceptions import MlflowException
+
+    client, _ = _client_and_experiment()
+    try:
+        return client.get_run(run_id).info.lifecycle_stage == "active"
+    except MlflowException:
+        return False
 
 
 def git_commit(root: Path | None = None) -> str:

@@ -4,7 +4,8 @@ The prepared set is one uint8 array (`images.npy`: `[N, size, size]` gray, the s
 `[N, size, size, 3]` RGB with `prepare.color: rgb`) plus an index table
 (`index.csv`: id, row, path, sha256, label, label_en, width, height), instead of tens of
 thousands of small files. Exact duplicates (same bytes) are kept once; unreadable files are
-skipped and counted by reason, never fatal.
+skipped and counted by reason, never fatal; images kept despite a problem (EXIF that cannot
+be applied) are counted by reason too. A bug in this code is not a bad file: it stops prepare.
 """
 
 from __future__ import annotations
@@ -14,8 +15,10 @@ import io
 import json
 import logging
 import os
+import struct
 import time
 import warnings
+import zlib
 from collections import Counter
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
@@ -115,13 +118,27 @@ def fit_square(image: Image.Image, size: int, fit: str) -> Image.Image:
     return image.resize((size, size), Image.Resampling.LANCZOS, reducing_gap=3.0)
 
 
-def upright(image: Image.Image) -> Image.Image:
-    """`image` turned as its EXIF orientation says. A broken EXIF block leaves it as is:
-    the pixels are still good."""
+EXIF_NOT_APPLIED = "EXIF orientation not applied (kept as stored)"
+
+
+def upright_checked(image: Image.Image) -> tuple[Image.Image, bool]:
+    """(`image` turned as its EXIF orientation says, True), or (`image` as stored, False) when
+    its EXIF cannot be applied: the pixels are still good, so the image is kept, and the
+    caller counts it."""
     try:
-        return ImageOps.exif_transpose(image)
-    except Exception:  # PIL raises many types on malformed EXIF (SyntaxError, struct.error, ...)
-        return image
+        return ImageOps.exif_transpose(image), True
+    except Exception:  # PIL's EXIF parser raises any type on bad tags (struct.error, TypeError, AttributeError seen)
+        return image, False
+
+
+def upright(image: Image.Image) -> Image.Image:
+    """`image` turned as its EXIF orientation says; as stored if its EXIF cannot be applied."""
+    return upright_checked(image)[0]
+
+
+# What PIL raises for a file it cannot decode (truncated, corrupt, not an image, a bad
+# header): anything else, a TypeError say, is a bug in this code and must not become a skip.
+DECODE_ERRORS = (OSError, SyntaxError, ValueError, EOFError, struct.error, zlib.error)
 
 
 def decode_gray(data: bytes, size: int, fit: str) -> tuple[np.ndarray, tuple[int, int]]:
@@ -129,7 +146,7 @@ def decode_gray(data: bytes, size: int, fit: str) -> tuple[np.ndarray, tuple[int
 
     JPEGs are decoded at reduced scale (PIL's draft mode: the DCT is scaled by 1/2, 1/4
     or 1/8 while staying at least `size` on both sides), straight to luma. EXIF
-    orientation is applied before resizing. Raises (OSError, ValueError, ...) for anything
+    orientation is applied before resizing. Raises one of DECODE_ERRORS for anything
     unreadable; UnidentifiedImageError for what is not an image of IMAGE_FORMATS.
     """
     return decode(data, size, fit, "gray")
@@ -137,6 +154,12 @@ def decode_gray(data: bytes, size: int, fit: str) -> tuple[np.ndarray, tuple[int
 
 def decode(data: bytes, size: int, fit: str, color: str) -> tuple[np.ndarray, tuple[int, int]]:
     """`decode_gray`, or with `color="rgb"` uint8 [size, size, 3] in R, G, B order."""
+    pixels, size_, _ = decode_checked(data, size, fit, color)
+    return pixels, size_
+
+
+def decode_checked(data: bytes, size: int, fit: str, color: str) -> tuple[np.ndarray, tuple[int, int], str]:
+    """`decode`, plus what went wrong in an image that was kept anyway ("" if nothing)."""
     with Image.open(io.BytesIO(data), formats=IMAGE_FORMATS) as image:
         width, height = image.size
         if isinstance(image, JpegImageFile):  # JPEG and MPO
@@ -144,13 +167,13 @@ def decode(data: bytes, size: int, fit: str, color: str) -> tuple[np.ndarray, tu
         image.seek(0)  # GIF, TIFF: first frame
         image.load()
         stored = image.size
-        image = upright(image)
+        image, turned = upright_checked(image)
         if image.size != stored:  # turned by 90 degrees
             width, height = height, width
         pixels = to_gray_u8(image) if color == "gray" else to_rgb_u8(image)
         if pixels.size != (size, size):
             pixels = fit_square(pixels, size, fit)
-        return np.asarray(pixels, dtype=np.uint8), (width, height)
+        return np.asarray(pixels, dtype=np.uint8), (width, height), "" if turned else EXIF_NOT_APPLIED
 
 
 @dataclass(frozen=True)
@@ -161,6 +184,7 @@ class Decoded:
     width: int
     height: int
     skip_reason: str = ""
+    problem: str = ""  # kept, but not as it should have been (EXIF_NOT_APPLIED)
 
 
 def _decode_file(args: tuple[Path, str, int, str, str]) -> Decoded:
@@ -175,15 +199,19 @@ def _decode_file(args: tuple[Path, str, int, str, str]) -> Decoded:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            pixels, (w, h) = decode(data, size, fit, color)
+            pixels, (w, h), problem = decode_checked(data, size, fit, color)
     except UnidentifiedImageError:
         return Decoded(rel, digest, None, 0, 0, "not an image")
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):
         return Decoded(rel, digest, None, 0, 0, "too many pixels (decompression bomb)")
-    except Exception as exc:  # a malformed file can make PIL raise almost anything; skip it, not the run
+    except DECODE_ERRORS as exc:  # the file is bad: skip it, not the run
         reason = "truncated image" if "truncated" in str(exc).lower() else f"cannot decode ({exc.__class__.__name__})"
         return Decoded(rel, digest, None, 0, 0, reason)
-    return Decoded(rel, digest, pixels, w, h)
+    except Exception as exc:  # a bug: let it stop prepare, saying which file it happened on
+        if hasattr(exc, "add_note"):  # Python 3.11+
+            exc.add_note(f"prepare: while decoding {rel}")
+        raise
+    return Decoded(rel, digest, pixels, w, h, problem=problem)
 
 
 def _init_worker() -> None:
@@ -264,8 +292,12 @@ def prepare_folder(raw: Path, size: int, fit: str, workers: int = 0, color: str 
     kept: list[Decoded] = []
     seen: set[str] = set()
     reasons: Counter[str] = Counter()
+    problems: Counter[str] = Counter()
     n_duplicates = 0
     for item in decoded:
+        if item.problem:
+            problems[item.problem] += 1
+            log.warning("prepare: kept %s: %s", item.path, item.problem)
         if item.pixels is None:
             reasons[item.skip_reason] += 1
             log.warning("prepare: skipped %s: %s", item.path, item.skip_reason)
@@ -298,6 +330,8 @@ def prepare_folder(raw: Path, size: int, fit: str, workers: int = 0, color: str 
         "n_skipped": int(sum(reasons.values())),
         "n_duplicates": n_duplicates,
         "skipped_reasons": dict(sorted(reasons.items())),
+        "n_kept_with_problems": int(sum(problems.values())),
+        "kept_with_problems": dict(sorted(problems.items())),
         "size": size,
         "fit": fit,
         "color": color,

@@ -1,10 +1,12 @@
 """Deterministic, stable train/test split.
 
 Each image gets a key: the SHA-256 of `"{seed}:{content sha256}"`. Images are ranked by
-key; the first `n_test` go to test, the next `n_train` to train, the rest are unused.
-The key depends only on the image's own bytes and the seed, so the split does not depend
-on file names or order, and adding one image moves at most one other image across each
-boundary instead of reshuffling the rest.
+key; the first `n_test` go to test, the last `n_train` to train, and those in between (if
+any) are unused. The key depends only on the image's own bytes and the seed, so the split
+does not depend on file names or order, and adding one image moves at most one other image
+into or out of each subset instead of reshuffling the rest. (Train is taken from the end so
+that each subset has one boundary that moves by at most one place per added image; taken
+right after test, its far boundary would move by two whenever both sizes grow.)
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ def assign_split(index: pd.DataFrame, params: SplitParams) -> pd.DataFrame:
     n_train, n_test = split_sizes(params, len(index))
     keys = index["sha256"].map(lambda h: split_key(params.seed, h))
     ranked = index.assign(key=keys).sort_values("key", kind="stable")
-    subset = ["test"] * n_test + ["train"] * n_train + [""] * (len(index) - n_test - n_train)
+    subset = ["test"] * n_test + [""] * (len(index) - n_test - n_train) + ["train"] * n_train
     ranked = ranked.assign(subset=subset)
     chosen = ranked[ranked["subset"] != ""]
     chosen = chosen.assign(order=chosen["subset"].map(SUBSETS.index))

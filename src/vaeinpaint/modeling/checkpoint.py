@@ -27,16 +27,17 @@ def save_checkpoint(path: str | Path, state: dict[str, Any]) -> None:
         torch.save(state, tmp)
 
 
-def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
+def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu", mmap: bool = False) -> dict[str, Any]:
+    """The checkpoint at `path`, or a one-line DataError. `mmap`: tensors are read from the file
+    only when used (cheap when only a few plain values are wanted)."""
     path = Path(path)
     if not path.exists():
         raise DataError(f"checkpoint: {path} not found (run `dvc repro train` first, or pass --checkpoint)")
     try:
-        state = torch.load(path, map_location=map_location, weights_only=True)
+        state = torch.load(path, map_location=map_location, weights_only=True, mmap=mmap)
     except Exception as exc:  # torch raises many types for corrupt or unsafe files
-        raise DataError(
-            f"checkpoint: {path} cannot be loaded safely ({exc.__class__.__name__}: {str(exc).splitlines()[0][:120]})"
-        ) from None
+        first_line = (str(exc).strip().splitlines() or [""])[0][:120]  # an empty file's EOFError has no message
+        raise DataError(f"checkpoint: {path} cannot be loaded safely ({exc.__class__.__name__}: {first_line})") from None
     if not isinstance(state, dict) or "model" not in state or "config" not in state:
         raise DataError(f"checkpoint: {path} is not a vaeinpaint checkpoint (no model or config)")
     return state

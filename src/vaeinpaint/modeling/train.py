@@ -11,17 +11,25 @@ from one generator seeded from (train.seed, epoch); augmentation (`augment.py`) 
 seeded from the same pair. An epoch therefore does not depend on what ran before it, and a
 training resumed after epoch k continues exactly as an unbroken one would (bitwise on CPU).
 
-Resume: after every epoch the full state goes atomically to
+Resume: before the first epoch and after every epoch the full state goes atomically to
 `<project root>/.resume/<fingerprint>.pt`, outside DVC's declared outputs (DVC deletes
 those before re-running a stage; `persist: true` would keep them but turn off the run
 cache). The fingerprint hashes every param and input file the training depends on, so a
 stale state is never picked up by a different configuration. A killed training followed
-by `dvc repro` continues from the last complete epoch; a finished one removes its state.
+by `dvc repro` continues from the last complete epoch, in the same MLflow run (its id is
+in the state); a finished one removes its state; an unreadable one is started over.
+
+Schedule (`schedule.py`): by steps over `train.epochs`, or with `train.max_minutes` by the
+elapsed training time, which is part of the resume state.
+
+Several processes (DDP): every decision that ends or shapes training is made together, at
+the same steps on every process, from one small all-reduce: the elapsed time (the slowest
+clock), and whether any process saw a non-finite loss. Logged losses are means over all
+processes; validation is split across them.
 """
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import hashlib
 import json
@@ -39,14 +47,17 @@ import torch
 import torch.nn.functional as F
 
 from vaeinpaint.data.split import split_key
-from vaeinpaint.errors import TrainingError
+from vaeinpaint.errors import DataError, ParamError, TrainingError
 from vaeinpaint.files import file_hash
 from vaeinpaint.masks.generator import TrainingMasks
 from vaeinpaint.modeling.augment import augment, augment_generator
 from vaeinpaint.modeling.checkpoint import load_checkpoint, model_config, save_checkpoint
+from vaeinpaint.modeling.distributed import Distributed, all_max, all_sum, broadcast_buffers, broadcast_object
 from vaeinpaint.modeling.feed import make_feed
 from vaeinpaint.modeling.layout import CHANNELS, color_of, masks_to_model, to_model
 from vaeinpaint.modeling.model import build_model, count_parameters, kl_divergence
+from vaeinpaint.modeling.precision import autocast_for, make_scaler, resolve_precision
+from vaeinpaint.modeling.schedule import TrainingClock, schedule, sync_due
 from vaeinpaint.params import Params, TrainParams, augment_ops
 from vaeinpaint.progress import progress
 
@@ -55,8 +66,6 @@ log = logging.getLogger(__name__)
 
 def select_device(name: str) -> torch.device:
     if name == "cuda" and not torch.cuda.is_available():
-        from vaeinpaint.errors import ParamError
-
         raise ParamError("train.device: 'cuda' requested but no CUDA device is available (use auto or cpu)")
     if name == "auto":
         name = "cuda" if torch.cuda.is_available() else "cpu"
@@ -73,7 +82,7 @@ def fingerprint(params: Params, input_files: list[Path]) -> str:
         "occlusion": dataclasses.asdict(params.occlusion),
         "size": params.prepare.size,
     }
-    relevant["train"].pop("max_minutes")  # a time budget changes when to stop, not what is computed
+    relevant["train"].pop("rdzv_endpoint")  # where the nodes meet, not what they compute
     inputs = {str(p): file_hash(p) for p in input_files if p.exists()}
     blob = json.dumps([flatten(relevant), inputs], sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()[:20]
@@ -123,46 +132,67 @@ def inpainting_loss(out, target, mask, mu, logvar, tp: TrainParams) -> tuple[tor
     return recon + tp.kl_weight * kl, recon.detach(), kl.detach()
 
 
-def lr_factor(step: int, total: int) -> float:
-    """Linear warm-up over the first 3% of steps, then cosine decay to 1% of the peak."""
-    warmup = max(1, int(0.03 * total))
-    if step < warmup:
-        return (step + 1) / warmup
-    progress_ = min(1.0, (step - warmup) / max(1, total - warmup))
-    return 0.01 + 0.99 * 0.5 * (1.0 + math.cos(math.pi * progress_))
-
-
 def make_optimizer(model: torch.nn.Module, tp: TrainParams, device: torch.device) -> torch.optim.Optimizer:
     """AdamW; on CUDA the fused kernel (one launch for all parameters)."""
     return torch.optim.AdamW(model.parameters(), lr=tp.lr, weight_decay=tp.weight_decay, fused=device.type == "cuda")
 
 
-def use_bf16(device: torch.device, precision: str = "auto") -> bool:
-    """`auto`: bf16 where the hardware computes it natively: CUDA tensor cores, and CPUs
-    with AVX512-BF16 or AMX (1.4x faster training measured on such a CPU); fp32 elsewhere."""
-    if precision != "auto":
-        return precision == "bf16"
-    if device.type == "cuda":
-        return True
-    return torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported()
-
-
-def autocast_for(device: torch.device, precision: str = "auto"):
-    """bf16 autocast (no loss scaling needed, unlike fp16) or plain fp32."""
-    if use_bf16(device, precision):
-        return torch.autocast(device.type, dtype=torch.bfloat16)
-    return contextlib.nullcontext()
-
-
-def training_step(model, optimizer, x, m, tp: TrainParams, autocast, generator) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """One optimisation step on images `x` with masks `m`; returns detached (loss, recon, kl)."""
+def training_step(
+    model, optimizer, x, m, tp: TrainParams, autocast, generator, scaler: torch.amp.GradScaler | None = None
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """One optimisation step on images `x` with masks `m`; returns detached (loss, recon, kl).
+    `generator` draws the latent noise (None: the global generator, as under torch.compile)."""
     with autocast:
         out, mu, logvar = model(x * (1 - m), m, sample=True, generator=generator)
     loss, recon, kl = inpainting_loss(out, x, m, mu, logvar, tp)
     optimizer.zero_grad(set_to_none=True)
-    loss.backward()
-    optimizer.step()
+    if scaler is not None and scaler.is_enabled():
+        scaler.scale(loss).backward()
+        scaler.step(optimizer)
+        scaler.update()
+    else:
+        loss.backward()
+        optimizer.step()
     return loss.detach(), recon, kl
+
+
+SMALL_BATCH = 16  # per process: below this, batch norm statistics get noisy
+
+
+def small_batch_warning(batch_size: int, world: int, sync_bn_active: bool) -> str:
+    """A warning when `train.batch_size`, split over `world` processes, leaves each one a
+    batch too small for good batch norm statistics ("" when all is well)."""
+    per_process = batch_size // world
+    if world == 1 or sync_bn_active or per_process >= SMALL_BATCH:
+        return ""
+    return (
+        f"train.batch_size: {batch_size} is the global batch: each of the {world} processes gets {per_process} images "
+        f"per step, and batch norm statistics over fewer than {SMALL_BATCH} are noisy; raise train.batch_size to "
+        f"{SMALL_BATCH * world} or more, or (on CUDA) set train.sync_bn: true"
+    )
+
+
+def with_sync_bn(model: torch.nn.Module, tp: TrainParams, device: torch.device, world: int) -> torch.nn.Module:
+    """`model` with SyncBatchNorm (statistics over every process's batch) when asked for and
+    possible: CUDA and several processes. It shares the parameters and buffers, so do this
+    before making the optimizer."""
+    if not tp.sync_bn or world == 1:
+        return model
+    if device.type != "cuda":
+        log.warning("train: train.sync_bn needs CUDA; on %s each process keeps its own batch statistics", device.type)
+        return model
+    return torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
+
+
+def wrap_for_training(model: torch.nn.Module, tp: TrainParams, device: torch.device, world: int) -> torch.nn.Module:
+    """DistributedDataParallel around the model when there are several processes, then
+    torch.compile around that: the order PyTorch documents, so that compilation sees DDP's
+    bucket boundaries and overlaps communication with the backward pass."""
+    if world > 1:
+        model = torch.nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+    if tp.compile:
+        model = torch.compile(model)
+    return model
 
 
 @dataclass
@@ -175,16 +205,40 @@ class TrainResult:
     resumed_from_epoch: int = 0
     stopped_early: bool = False
     streamed: bool = False  # the training set did not fit on the device and was streamed to it
+    precision: str = "fp32"  # what the run computed in: bf16, fp16 or fp32
 
 
-@dataclass
-class Distributed:
-    rank: int = 0
-    world: int = 1
+RESUME_KEYS = ("model", "optimizer", "scheduler", "epoch", "history", "config")
 
-    @property
-    def main(self) -> bool:
-        return self.rank == 0
+
+def load_resume(path: Path | None, map_location: str | torch.device = "cpu") -> dict[str, Any] | None:
+    """The resume state at `path`, or None when there is none or it cannot be used: empty (a
+    power loss before the bytes reached the disk), corrupt, or not a training state. An unusable
+    state is removed with a warning and training starts over: it must never block `dvc repro`."""
+    if path is None or not path.exists():
+        return None
+    try:
+        state = load_checkpoint(path, map_location=map_location)
+        missing = [key for key in RESUME_KEYS if key not in state]
+        if missing:
+            raise DataError(f"checkpoint: {path} is not a training state (no {', '.join(missing)})")
+    except DataError as exc:
+        log.warning("train: %s; starting over (%s removed)", str(exc).removeprefix("checkpoint: "), path)
+        path.unlink(missing_ok=True)
+        return None
+    return state
+
+
+def interrupted_run(path: Path | None) -> tuple[str, list[dict[str, float]]]:
+    """(MLflow run id, epoch records so far) of the interrupted training whose state is at
+    `path`, read without loading its tensors; ("", []) if there is none or it is unreadable."""
+    if path is None or not path.exists():
+        return "", []
+    try:
+        state = load_checkpoint(path, mmap=True)
+    except DataError:  # unreadable: load_resume reports it and starts over
+        return "", []
+    return str(state.get("run_id", "")), list(state.get("history", []))
 
 
 def train_model(
@@ -195,12 +249,15 @@ def train_model(
     resume_path: Path | None = None,
     on_epoch: Callable[[dict[str, float]], None] | None = None,
     dist: Distributed = Distributed(),
+    run_id: str = "",
 ) -> TrainResult:
     """Train on `images` (uint8 [n, s, s] gray or [n, s, s, 3] RGB; an array, a memory map or
     a lazy `SubsetImages`) with their stored `masks` (uint8 [n, s, s]).
 
     `on_epoch` receives each epoch's record (epoch, train_loss, val_loss, ...) on the main
-    process. Raises TrainingError on a non-finite loss, keeping the last good state.
+    process. `run_id` (the MLflow run) is kept in the resume state, so that an interrupted
+    training's next attempt logs to the same run. Raises TrainingError on a non-finite loss,
+    keeping the last good state.
     """
     tp = params.train
     device = select_device(tp.device)
@@ -219,27 +276,36 @@ def train_model(
     feed = make_feed(images, masks, device, tp.resident_fraction, per_rank_batch)
 
     raw_model = build_model(params.model, CHANNELS[color]).to(device).to(memory_format=torch.channels_last)
+    raw_model = with_sync_bn(raw_model, tp, device, dist.world)
+    sync_bn_active = any(isinstance(m, torch.nn.SyncBatchNorm) for m in raw_model.modules())
     optimizer = make_optimizer(raw_model, tp, device)
     total_steps = steps_per_epoch * tp.epochs
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(s, total_steps))
+    clock = TrainingClock(budget=tp.max_minutes * 60)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: schedule(s, total_steps, clock))
+    precision = resolve_precision(device, tp.precision)
+    scaler = make_scaler(device, precision)
+    warning = small_batch_warning(tp.batch_size, dist.world, sync_bn_active)
+    if warning and dist.main:
+        log.warning("train: %s", warning)
 
     history: list[dict[str, float]] = []
     start_epoch = 0
-    if resume_path is not None and resume_path.exists():
-        state = load_checkpoint(resume_path, map_location=device)
+    state = broadcast_object(load_resume(resume_path) if dist.main else None, dist)
+    if state is not None:
         raw_model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
+        if "scaler" in state:
+            scaler.load_state_dict(state["scaler"])
+        if "clock" in state:
+            clock.restore(state["clock"])
         history, start_epoch = list(state["history"]), int(state["epoch"])
         if dist.main:
             log.info("train: resuming from epoch %d (%s)", start_epoch, resume_path)
+    del state
 
-    model: torch.nn.Module = raw_model
-    if tp.compile:
-        model = torch.compile(model)
-    if dist.world > 1:
-        model = torch.nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
-    autocast = autocast_for(device, tp.precision)
+    model = wrap_for_training(raw_model, tp, device, dist.world)
+    autocast = autocast_for(device, precision)
     random_masks = TrainingMasks(size, params.occlusion, tp.seed, device, stored=masks)
     augment_with = augment_ops(tp.augment)
 
@@ -254,7 +320,7 @@ def train_model(
         return x, m
 
     def checkpoint_state(epoch: int) -> dict[str, Any]:
-        return {
+        state = {
             "model": raw_model.state_dict(),
             "optimizer": optimizer.state_dict(),
             "scheduler": scheduler.state_dict(),
@@ -263,7 +329,18 @@ def train_model(
             "config": model_config(params.model, size, color),
             "fingerprint": resume_path.stem if resume_path else "",
         }
+        if scaler.is_enabled():
+            state["scaler"] = scaler.state_dict()
+        return state
 
+    def save_resume(epoch: int) -> None:
+        """The state to resume from, with what the final checkpoint leaves out: the run it logs
+        to and the clock (they differ run to run; the final checkpoint stays the same bytes)."""
+        if resume_path is not None and dist.main:
+            save_checkpoint(resume_path, {**checkpoint_state(epoch), "run_id": run_id, "clock": clock.state()})
+
+    if start_epoch == 0:
+        save_resume(0)  # the run id is on disk before anything can interrupt the first epoch
     started = time.perf_counter()
     seen = 0
     stopped_early = False
@@ -275,32 +352,37 @@ def train_model(
         if dist.world > 1:  # a different mask/noise stream per process, still a function of (seed, epoch)
             generator = torch.Generator(device=device).manual_seed(tp.seed * 1_000_003 + epoch * 1009 + dist.rank)
         augment_gen = augment_generator(tp.seed, epoch, device, dist.rank) if augment_with else None
+        noise = generator
+        if tp.compile:  # a generator passed into the forward breaks the compiled graph in three:
+            noise = None  # the latent noise comes from the global generator, seeded per (epoch, process)
+            torch.manual_seed(tp.seed * 1_000_003 + epoch * 1009 + dist.rank + 7)
+        clock.new_epoch()
         model.train()
         sums = torch.zeros(3, device=device)
         step_losses = torch.zeros(steps_per_epoch, device=device)
         for step, (images_u8, masks_u8) in enumerate(feed.batches(order, per_rank_batch, steps_per_epoch)):
             x, m = batch(images_u8, masks_u8, tp.masks == "fixed", generator, augment_gen)
-            loss, recon, kl = training_step(model, optimizer, x, m, tp, autocast, generator)
-            scheduler.step()
+            loss, recon, kl = training_step(model, optimizer, x, m, tp, autocast, noise, scaler)
             step_losses[step] = loss
-            if (step + 1) % 50 == 0 or step + 1 == steps_per_epoch:  # one host sync per 50 steps
-                check_finite(step_losses[: step + 1], epoch)
+            if sync_due(step, steps_per_epoch, clock):  # one host sync (and one all-reduce) per 50 steps
+                agree(step_losses[: step + 1], clock, scheduler.last_epoch + 1, epoch, dist)
+            scheduler.step()
             sums += torch.stack([loss, recon, kl])
-        means = (sums / steps_per_epoch).tolist()
         seen += steps_per_epoch * per_rank_batch * dist.world
-        record = {"epoch": epoch + 1, "train_loss": means[0], "train_recon": means[1], "train_kl": means[2]}
-        record["val_loss"] = validation_loss(model, val_idx, feed, batch, tp, autocast) if len(val_idx) else float("nan")
+        record = {"epoch": epoch + 1, **epoch_means(sums, steps_per_epoch, dist)}
+        broadcast_buffers(raw_model, dist)  # everyone validates the model rank 0 saves
+        record["val_loss"] = validation_loss(raw_model, val_idx, feed, batch, tp, autocast, dist) if len(val_idx) else float("nan")
         record["lr"] = scheduler.get_last_lr()[0]
         history.append(record)
         if dist.main:
-            if resume_path is not None:
-                save_checkpoint(resume_path, checkpoint_state(epoch + 1))
+            save_resume(epoch + 1)
             if on_epoch:
                 on_epoch(record)
             log.info("train: epoch %d/%d loss %.5f val %.5f", epoch + 1, tp.epochs, record["train_loss"], record["val_loss"])
-        if tp.max_minutes and time.perf_counter() - started > tp.max_minutes * 60 and epoch + 1 < tp.epochs:
+        if clock.over_budget() and epoch + 1 < tp.epochs:  # the agreed clock: every process stops here
             stopped_early = True
-            log.info("train: stopping after epoch %d: train.max_minutes=%g reached", epoch + 1, tp.max_minutes)
+            if dist.main:
+                log.info("train: stopping after epoch %d: train.max_minutes=%g reached", epoch + 1, tp.max_minutes)
             break
 
     seconds = time.perf_counter() - started
@@ -314,33 +396,56 @@ def train_model(
         resumed_from_epoch=start_epoch,
         stopped_early=stopped_early,
         streamed=feed.streamed,
+        precision=precision,
     )
 
 
-def check_finite(step_losses: torch.Tensor, epoch: int) -> None:
-    bad = (~torch.isfinite(step_losses)).nonzero()
-    if len(bad):
-        step = int(bad[0, 0])
+def agree(step_losses: torch.Tensor, clock: TrainingClock, steps_done: int, epoch: int, dist: Distributed) -> None:
+    """A sync point: every process learns the elapsed time (the slowest clock's) and whether any
+    of them saw a non-finite loss this epoch, in one all-reduce, and they act on it together:
+    the clock moves on, or all raise the same TrainingError."""
+    n = len(step_losses)
+    bad = ~torch.isfinite(step_losses)
+    first_bad = torch.where(bad.any(), bad.to(torch.float64).argmax(), torch.tensor(n, device=bad.device)).to(torch.float64)
+    shared = torch.stack([torch.tensor(clock.local_elapsed(), dtype=torch.float64, device=first_bad.device), -first_bad])
+    elapsed, minus_first = all_max(shared, dist).tolist()
+    first = int(-minus_first)
+    if first < n:
+        value = step_losses[first].item()
+        seen = f"{value}" if not math.isfinite(value) else "not finite on another process"
         raise TrainingError(
-            f"train: loss is {step_losses[step].item()} at epoch {epoch + 1}, step {step + 1}; "
+            f"train: loss is {seen} at epoch {epoch + 1}, step {first + 1}; "
             f"stopped, the last good checkpoint is epoch {epoch} (lower train.lr?)"
         )
+    clock.synced(elapsed, steps_done)
+
+
+def epoch_means(sums: torch.Tensor, steps: int, dist: Distributed) -> dict[str, float]:
+    """Mean train loss, reconstruction and KL of the epoch, over all steps of all processes."""
+    if dist.world > 1:
+        sums = all_sum(sums.clone(), dist) / dist.world
+    means = (sums / steps).tolist()
+    return {"train_loss": means[0], "train_recon": means[1], "train_kl": means[2]}
 
 
 @torch.no_grad()
-def validation_loss(model, val_idx, feed, batch, tp: TrainParams, autocast) -> float:
-    """Mean loss on the held-out images with their stored masks and the latent's mean."""
+def validation_loss(model, val_idx, feed, batch, tp: TrainParams, autocast, dist: Distributed = Distributed()) -> float:
+    """Mean loss on the held-out images with their stored masks and the latent's mean. Each
+    process scores its share; sums stay on the device (float64) until one sync at the end."""
+    was_training = model.training
     model.eval()
-    total, count = 0.0, 0
-    for start in range(0, len(val_idx), 256):
-        idx = val_idx[start : start + 256]
+    shard = val_idx[dist.rank :: dist.world]
+    sums = torch.zeros(2, dtype=torch.float64, device=val_idx.device)  # loss x images, images
+    for start in range(0, len(shard), 256):
+        idx = shard[start : start + 256]
         x, m = batch(*feed.gather(idx), True, None)
         with autocast:
             out, mu, logvar = model(x * (1 - m), m, sample=False)
         loss, _, _ = inpainting_loss(out, x, m, mu, logvar, tp)
-        total += loss.item() * len(idx)
-        count += len(idx)
-    model.train()
+        sums[0] += loss.double() * len(idx)
+        sums[1] += len(idx)
+    total, count = all_sum(sums, dist).tolist()
+    model.train(was_training)
     return total / max(count, 1)
 
 
@@ -354,43 +459,10 @@ def summary(result: TrainResult, params: Params, device: torch.device) -> dict[s
         "seconds": round(result.seconds, 1),
         "images_per_s": round(result.images_per_s, 1),
         "device": str(device),
+        "precision": result.precision,
+        "schedule": "time" if params.train.max_minutes else "epochs",
         "parameters": count_parameters(result.model),
         "resumed_from_epoch": result.resumed_from_epoch,
         "stopped_early": result.stopped_early,
         "streamed": result.streamed,
     }
-
-
-def launched_by_torchrun() -> bool:
-    return "LOCAL_RANK" in os.environ and "WORLD_SIZE" in os.environ
-
-
-def relaunch_with_torchrun(processes: int, script: str, args: list[str]) -> int:
-    """Run `script` again under torchrun with `processes` workers (DDP); return its exit code."""
-    import subprocess
-    import sys
-
-    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={processes}", script, *args]
-    log.info("train: %d processes under torchrun", processes)
-    return subprocess.run(command, check=False).returncode
-
-
-def init_distributed(device_name: str) -> Distributed:
-    """Join the process group torchrun set up (NCCL on CUDA, gloo on CPU), if any."""
-    if not launched_by_torchrun() or int(os.environ["WORLD_SIZE"]) == 1:
-        return Distributed()
-    import torch.distributed as tdist
-
-    cuda = select_device(device_name).type == "cuda"
-    tdist.init_process_group(backend="nccl" if cuda else "gloo")
-    world = tdist.get_world_size()
-    if not cuda:  # processes share the cores instead of each one claiming all of them
-        torch.set_num_threads(max(1, (os.cpu_count() or 1) // world))
-    return Distributed(rank=tdist.get_rank(), world=world)
-
-
-def close_distributed(dist: Distributed) -> None:
-    if dist.world > 1:
-        import torch.distributed as tdist
-
-        tdist.destroy_process_group()
