@@ -1,6 +1,11 @@
 """DVC stage `evaluate`: restore train and test, score them beside the baselines, also by hole
-size, log to MLflow."""
+size, log to MLflow.
 
+The model is the pipeline's checkpoint, or `evaluate.model` (a checkpoint path or an MLflow
+model URI); the latter's scores go to a run of their own, not to the training run.
+"""
+
+import logging
 from pathlib import Path
 
 import pandas as pd
@@ -16,15 +21,29 @@ from vaeinpaint.files import atomic_path, read_json, write_csv, write_json
 from vaeinpaint.modeling.checkpoint import check_fits_pipeline, load_checkpoint, model_from_checkpoint
 from vaeinpaint.modeling.layout import color_of
 from vaeinpaint.modeling.train import select_device
-from vaeinpaint.params import load_params
+from vaeinpaint.params import load_params, model_path
+
+INPUTS = {"images": paths.IMAGES, "split": paths.SPLIT, "masks": paths.MASKS}
+
+
+def checkpoint_file(spec: str) -> Path:
+    """evaluate.model as a local file: the pipeline's checkpoint by default."""
+    if not spec:
+        return paths.CHECKPOINT
+    if tracking.is_model_uri(spec):
+        return tracking.resolve_checkpoint(spec)
+    return model_path(spec, paths.project_root())
 
 
 def main(params_file: Path = paths.PARAMS) -> None:
     params = load_params(params_file)
+    tracking.check_reachable()  # a tracking server that is down stops us before the work, not after
     device = select_device(params.train.device)
+    spec = params.evaluate.model
     images, split, masks = read_images(), read_split(), read_masks()
-    state = load_checkpoint(paths.CHECKPOINT)
-    check_fits_pipeline(state, paths.CHECKPOINT, images.shape[1], color_of(images))  # the prepared data says what this pipeline is
+    checkpoint = checkpoint_file(spec)
+    state = load_checkpoint(checkpoint)
+    check_fits_pipeline(state, spec or checkpoint, images.shape[1], color_of(images))  # the prepared data says what this pipeline is
     model, _ = model_from_checkpoint(state, device)
 
     results, tables, grid = {}, [], None
@@ -57,13 +76,19 @@ def main(params_file: Path = paths.PARAMS) -> None:
         with atomic_path(paths.SAMPLES) as tmp:
             grid.save(tmp, format="PNG")
 
-    run_id = read_json(paths.RUN_INFO).get("run_id", "") if paths.RUN_INFO.exists() else ""
-    run = tracking.resume_run(run_id)
-    run.log_metrics({**tracking.flat_metrics({**results, "baselines": baselines}), **bin_metrics(by_size)})
+    if spec:  # another model's scores: a run of their own, tagged with the model
+        run, model_id = tracking.start_run(tracking.run_name(), {**tracking.run_tags(INPUTS, __file__), "vaeinpaint.model": spec}), None
+    else:
+        info = read_json(paths.RUN_INFO) if paths.RUN_INFO.exists() else {}
+        run, model_id = tracking.resume_run(info.get("run_id", "")), info.get("model_id")
+    run.log_metrics(tracking.flat_metrics(results), model_id=model_id)  # also under the logged model
+    run.log_metrics({**tracking.flat_metrics({"baselines": baselines}), **bin_metrics(by_size)})
     for artifact in (paths.EVAL_METRICS, paths.EVAL_PER_IMAGE, paths.BY_HOLE_SIZE, paths.SAMPLES, paths.PARAMS):
         if Path(artifact).exists():
             run.log_artifact(artifact, "evaluate")
     run.end()
+    if report := run.lost_report():
+        logging.getLogger("evaluate").warning("warning: %s; the DVC outputs and metrics files are written", report)
 
 
 if __name__ == "__main__":

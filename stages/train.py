@@ -12,10 +12,13 @@ import sys
 from pathlib import Path
 
 import pandas as pd
+import torch
 
 from vaeinpaint import paths, tracking
 from vaeinpaint.cli import run_stage
-from vaeinpaint.data.dataset import load_subset
+from vaeinpaint.data.dataset import load_subset, read_split
+from vaeinpaint.evaluation.baselines import evenly_spaced
+from vaeinpaint.evaluation.evaluate import restore, sample_grid
 from vaeinpaint.files import write_csv, write_json
 from vaeinpaint.modeling.checkpoint import save_checkpoint
 from vaeinpaint.modeling.distributed import (
@@ -30,6 +33,27 @@ from vaeinpaint.modeling.train import fingerprint, interrupted_run, select_devic
 from vaeinpaint.params import load_params
 
 INPUTS = {"images": paths.IMAGES, "split": paths.SPLIT, "masks": paths.MASKS}
+GRID_IMAGES = 8  # test images restored in the MLflow image view every train.image_every epochs
+
+
+def restorations(run, every: int, epochs: int):
+    """A callback that logs the same GRID_IMAGES test images (with their stored masks), as the
+    model restores them, every `every` epochs and at the last one: MLflow's image view then
+    shows the restorations improving over training. None when there is nothing to log to."""
+    if not run.run_id or not every:
+        return None
+    test = load_subset("test")
+    chosen = evenly_spaced(len(test.ids), GRID_IMAGES)
+    images, masks = test.images[chosen], test.masks[chosen]
+
+    def log_grid(epoch: int, model: torch.nn.Module) -> None:
+        if epoch % every == 0 or epoch == epochs:
+            device = next(model.parameters()).device
+            raw = restore(model, images, masks, device, batch_size=len(images))
+            run.log_image(sample_grid(images, masks, raw, title=f"epoch {epoch}"), key="restorations", step=epoch)
+
+    return log_grid
+
 
 log = logging.getLogger("vaeinpaint.stages.train")
 
@@ -43,7 +67,7 @@ def open_run(resume: Path):
     missed (killed between saving an epoch and logging it) logged now; else a new run."""
     run_id, history = interrupted_run(resume)
     if not tracking.run_exists(run_id):
-        return tracking.start_run(tracking.run_name(), tracking.run_tags(INPUTS))
+        return tracking.start_run(tracking.run_name(), tracking.run_tags(INPUTS, __file__))
     log.info("train: continuing MLflow run %s", run_id)
     run = tracking.resume_run(run_id)
     logged = run.logged_steps("train_loss")
@@ -78,10 +102,14 @@ def main(params_file: Path = paths.PARAMS) -> None:
             run = open_run(resume)
         run.log_params(params.flat())
         run.set_tags({"train.precision_used": resolve_precision(device, tp.precision)})
+        sizes = read_split()["subset"].value_counts().to_dict()
+        run.log_datasets(tracking.prepared_datasets(params.data, paths.IMAGES, paths.SPLIT, paths.MASKS, sizes, params.prepare.size))
+        run.watch_system()
         result = train_model(
             params, subset.images, subset.masks, subset.ids, resume,
             on_epoch=lambda record: run.log_metrics(epoch_metrics(record), step=int(record["epoch"])),
             dist=dist, run_id=run.run_id,
+            on_model=restorations(run, tp.image_every, tp.epochs),
         )  # fmt: skip
     except BaseException as exc:
         status = "KILLED" if isinstance(exc, KeyboardInterrupt) else "FAILED"
@@ -93,13 +121,18 @@ def main(params_file: Path = paths.PARAMS) -> None:
         return
 
     save_checkpoint(paths.CHECKPOINT, result.state)
-    write_json(paths.RUN_INFO, {"run_id": run.run_id})
     write_json(paths.TRAIN_METRICS, summary(result, params, device))
     write_csv(paths.TRAIN_CURVE, pd.DataFrame(result.history)[["epoch", "train_loss", "val_loss", "train_recon", "train_kl", "lr"]])
     run.log_artifact(paths.TRAIN_CURVE)
-    run.log_artifact(paths.CHECKPOINT, "model")
+    run.log_model(paths.CHECKPOINT, step=int(result.state["epoch"]))  # the pyfunc model `model`, under Logged models
     run.end()
+    info = {"run_id": run.run_id, "model_id": run.model_id}
+    write_json(paths.RUN_INFO, {**info, "unlogged": run.unlogged()} if run.unlogged() else info)
     resume.unlink(missing_ok=True)  # finished: the checkpoint above is the record now
+    if report := run.lost_report():
+        # A warning, not a failure: DVC keeps a stage's outputs only when it succeeds, and
+        # the training and its files are sound; only the MLflow record is incomplete.
+        log.warning("warning: %s; the DVC outputs and metrics files are written", report)
 
 
 if __name__ == "__main__":

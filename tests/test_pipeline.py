@@ -175,8 +175,14 @@ def test_the_run_carries_its_artifacts(project, repro):
 
     client = MlflowClient(tracking_uri=f"sqlite:///{project}/mlflow.db")
     run_id = json.loads((project / "data/model/run.json").read_text())["run_id"]
-    names = {a.path for a in client.list_artifacts(run_id, "evaluate")} | {a.path for a in client.list_artifacts(run_id, "model")}
-    assert {"evaluate/samples.png", "evaluate/per_image.csv", "evaluate/params.yaml", "model/checkpoint.pt"} <= names
+    names = {a.path for a in client.list_artifacts(run_id, "evaluate")}
+    assert {"evaluate/samples.png", "evaluate/per_image.csv", "evaluate/params.yaml"} <= names
+    # The checkpoint travels inside the run's logged pyfunc model, `runs:/RUN_ID/model`.
+    import mlflow
+
+    mlflow.set_tracking_uri(f"sqlite:///{project}/mlflow.db")  # MLflow resolves the logged model with the global URI
+    model_files = {a.path for a in mlflow.artifacts.list_artifacts(f"runs:/{run_id}/model")}
+    assert {"model/MLmodel", "model/model_code.py", "model/artifacts"} <= model_files
     assert (project / "mlartifacts").is_dir()  # beside the store at the root, not in a working copy
     tags = client.get_run(run_id).data.tags
     assert {"data.images.md5", "data.split.md5", "data.masks.md5"} <= tags.keys()

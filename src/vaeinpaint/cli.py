@@ -10,7 +10,7 @@ from typing import Any
 
 import typer
 
-from vaeinpaint.errors import VaeinpaintError
+from vaeinpaint.errors import ParamError, VaeinpaintError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Image inpainting with variational autoencoders.")
 
@@ -60,7 +60,12 @@ def inpaint(
     count: int = typer.Option(1, "--count", help="--random: how many squares or rectangles (never overlapping)"),
     shape: str = typer.Option("square", "--shape", help="--random: square, rectangle, strokes or mixed (as occlusion.shape)"),
     seed: int = typer.Option(0, "--seed", help="seeds --random's placement and --samples' draws"),
-    checkpoint: Path | None = typer.Option(None, "--checkpoint", help="a trained model (default: data/model/checkpoint.pt in the project)"),
+    model: str | None = typer.Option(
+        None,
+        "--model",
+        help="a checkpoint file, runs:/RUN_ID/model, models:/NAME@ALIAS or models:/NAME/VERSION (default: data/model/checkpoint.pt in the project)",
+    ),
+    checkpoint: Path | None = typer.Option(None, "--checkpoint", help="a checkpoint file (the same as --model with a path)"),
     samples: int = typer.Option(1, "--samples", help="1: the most likely completion; K > 1: K drawn from the latent, as NAME_1 ... NAME_K"),
     save_mask: Path | None = typer.Option(None, "--save-mask", help="also write the mask used (white = missing); for a folder, a folder"),
     device: str = typer.Option("auto", "--device", help="auto, cpu or cuda"),
@@ -74,9 +79,11 @@ def inpaint(
     # Imported here, not at the top: torch takes seconds to load and `validate` needs none of it.
     from vaeinpaint.apps.models import pipeline_spec
 
-    spec = str(checkpoint) if checkpoint is not None else pipeline_spec()
+    spec = model or (str(checkpoint) if checkpoint is not None else pipeline_spec())
     options = dict(box=box, ratio=ratio, count=count, shape=shape, seed=seed, samples=samples, device=device, strategy=strategy)
     try:
+        if model is not None and checkpoint is not None:
+            raise ParamError("--model and --checkpoint: give one of them (--checkpoint is --model for a file)")
         if photo.is_dir():
             from vaeinpaint.apps.batch import inpaint_folder
 
@@ -105,7 +112,9 @@ def serve(
     host: str = typer.Option("127.0.0.1", "--host", help="the address to listen on (0.0.0.0: every interface; then set --token)"),
     port: int = typer.Option(7860, "--port", help="the port to listen on"),
     model: str | None = typer.Option(
-        None, "--model", help="the default model: a checkpoint path (default: the pipeline's data/model/checkpoint.pt)"
+        None,
+        "--model",
+        help="the default model: a checkpoint path, runs:/RUN_ID/model, models:/NAME@ALIAS or models:/NAME/VERSION (default: the pipeline's data/model/checkpoint.pt)",
     ),
     token: str | None = typer.Option(
         None,
@@ -128,3 +137,32 @@ def serve(
     except VaeinpaintError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from None
+
+
+@app.command()
+def register(
+    run: str | None = typer.Option(None, "--run", help="the MLflow run whose model to register"),
+    best: str | None = typer.Option(
+        None, "--best", help="or: the run with the best value of this metric in the experiment (ties: the newest)"
+    ),
+    higher: bool | None = typer.Option(
+        None,
+        "--higher/--lower",
+        help="--best: whether a higher value is better (default by the metric's name: ssim, psnr higher; loss, l1, kl lower)",
+    ),
+    alias: str | None = typer.Option(None, "--alias", help="point this alias at the new version, e.g. champion"),
+    name: str = typer.Option("vae-inpainting", "--name", help="the registered model's name"),
+) -> None:
+    """Register a run's model in the MLflow model registry (a new version) and set an alias."""
+    setup_logging()
+    from vaeinpaint import tracking
+
+    try:
+        done = tracking.register(run_id=run, metric=best, higher=higher, alias=alias, name=name)
+    except VaeinpaintError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
+    chosen = f" ({done['metric']})" if "metric" in done else ""
+    typer.echo(f"registered {done['source']}{chosen} as {done['uri']}")
+    if "alias_uri" in done:
+        typer.echo(f"alias: {done['alias_uri']} -> version {done['version']}")

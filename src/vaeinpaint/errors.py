@@ -15,3 +15,7 @@ class DataError(VaeinpaintError):
 
 class TrainingError(VaeinpaintError):
     """Training cannot go on (e.g. the loss became NaN)."""
+
+
+class TrackingError(VaeinpaintError):
+    """MLflow cannot be reached, or a model URI does not resolve."""

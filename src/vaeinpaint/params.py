@@ -112,6 +112,7 @@ class TrainParams:
     compile: bool = False
     augment: str = "none"  # none | flip | crop | flip+crop (a list [flip, crop] is read as flip+crop)
     resident_fraction: float = 0.5  # keep the training set on the device if it fits in this share of its free memory
+    image_every: int = 5  # MLflow: log restored held-out images every N epochs (0: never)
 
 
 @dataclass(frozen=True)
@@ -126,6 +127,7 @@ class EvaluateParams:
     batch_size: int = 256
     grid_images: int = 8
     samples: int = 4  # K completions per test image drawn from the latent for the diversity figures (< 2: off)
+    model: str = ""  # "": the pipeline's checkpoint; else a checkpoint path, runs:/..., models:/NAME@ALIAS or models:/NAME/VERSION
 
 
 @dataclass(frozen=True)
@@ -369,6 +371,7 @@ def validate(p: Params, *, check_paths: bool = True, base: Path = Path(".")) -> 
         host, _, port = t.rdzv_endpoint.rpartition(":")
         if not host or not port.isdigit() or not 0 < int(port) < 65536:
             raise ParamError(f"train.rdzv_endpoint: expected host:port (e.g. node0:29400), got {t.rdzv_endpoint!r}")
+    _non_negative("train.image_every", t.image_every)
 
     b = p.baselines
     for method in b.methods:
@@ -379,6 +382,25 @@ def validate(p: Params, *, check_paths: bool = True, base: Path = Path(".")) -> 
     _positive("evaluate.batch_size", p.evaluate.batch_size)
     _non_negative("evaluate.grid_images", p.evaluate.grid_images)
     _non_negative("evaluate.samples", p.evaluate.samples)
+    _check_model("evaluate.model", p.evaluate.model, check_paths, base)
+
+
+def _check_model(name: str, spec: str, check_paths: bool, base: Path) -> None:
+    """A model spec: empty, a checkpoint file, or a runs:/ or models:/ URI (checked when used)."""
+    if not spec or spec.startswith(("runs:/", "models:/")):
+        return
+    if "://" in spec or spec.startswith(("runs:", "models:")):
+        raise ParamError(
+            f"{name}: expected a checkpoint path, runs:/RUN_ID/model, models:/NAME@ALIAS or models:/NAME/VERSION, got {spec!r}"
+        )
+    if check_paths and not model_path(spec, base).is_file():
+        raise ParamError(f"{name}: {spec} does not exist")
+
+
+def model_path(spec: str, base: Path) -> Path:
+    """A checkpoint path from params: relative ones are taken from the project root."""
+    path = Path(spec).expanduser()
+    return path if path.is_absolute() else base / path
 
 
 def _check_occlusion(o: OcclusionParams, size: int, check_paths: bool, base: Path) -> None:

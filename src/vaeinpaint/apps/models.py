@@ -1,8 +1,8 @@
 """Trained models by spec: loading one (the only way the command, the batch mode and the server
 load a model), and the ones the page's model picker offers.
 
-A spec is a string naming a checkpoint. Today that is a file path; MLflow URIs (`runs:/...`,
-`models:/name@alias`) reach here through `checkpoint_path` once tracking can resolve them.
+A spec is a string naming a checkpoint: a file path, or an MLflow model URI (`runs:/RUN_ID/model`,
+`models:/NAME@ALIAS`, `models:/NAME/VERSION`) that `tracking.resolve_checkpoint` downloads.
 """
 
 from __future__ import annotations
@@ -43,8 +43,10 @@ class ModelChoice:
 
 
 def checkpoint_path(spec: str) -> Path:
-    """The checkpoint file a spec names."""
-    return Path(spec)
+    """The checkpoint file a spec names (an MLflow model is downloaded once into the cache)."""
+    from vaeinpaint import tracking
+
+    return tracking.resolve_checkpoint(spec)
 
 
 def load_model(spec: str, device: str = "auto") -> Model:
@@ -81,6 +83,8 @@ def available_models(given: str | None = None) -> list[ModelChoice]:
 
 
 def registered_models() -> list[ModelChoice]:
-    """MLflow's registered models and their aliases, when a tracking server is reachable:
-    `tracking.list_registered_models()` plugs in here. None until it exists."""
-    return []
+    """MLflow's registered models, aliases first (`models:/vae-inpainting@champion`, then
+    `models:/vae-inpainting/3`, ...); none when tracking is off or its store or server is not there."""
+    from vaeinpaint import tracking
+
+    return [ModelChoice(uri, uri, uri) for uri in tracking.list_registered_models()]

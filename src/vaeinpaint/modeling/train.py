@@ -83,6 +83,7 @@ def fingerprint(params: Params, input_files: list[Path]) -> str:
         "size": params.prepare.size,
     }
     relevant["train"].pop("rdzv_endpoint")  # where the nodes meet, not what they compute
+    relevant["train"].pop("image_every")  # what is logged to MLflow, not what is computed
     inputs = {str(p): file_hash(p) for p in input_files if p.exists()}
     blob = json.dumps([flatten(relevant), inputs], sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()[:20]
@@ -250,14 +251,16 @@ def train_model(
     on_epoch: Callable[[dict[str, float]], None] | None = None,
     dist: Distributed = Distributed(),
     run_id: str = "",
+    on_model: Callable[[int, torch.nn.Module], None] | None = None,
 ) -> TrainResult:
     """Train on `images` (uint8 [n, s, s] gray or [n, s, s, 3] RGB; an array, a memory map or
     a lazy `SubsetImages`) with their stored `masks` (uint8 [n, s, s]).
 
     `on_epoch` receives each epoch's record (epoch, train_loss, val_loss, ...) on the main
-    process. `run_id` (the MLflow run) is kept in the resume state, so that an interrupted
-    training's next attempt logs to the same run. Raises TrainingError on a non-finite loss,
-    keeping the last good state.
+    process, then `on_model` the epoch and the model (unwrapped; it must not draw random
+    numbers from torch's global generator, nor leave gradients). `run_id` (the MLflow run) is
+    kept in the resume state, so that an interrupted training's next attempt logs to the same
+    run. Raises TrainingError on a non-finite loss, keeping the last good state.
     """
     tp = params.train
     device = select_device(tp.device)
@@ -378,6 +381,8 @@ def train_model(
             save_resume(epoch + 1)
             if on_epoch:
                 on_epoch(record)
+            if on_model:
+                on_model(epoch + 1, raw_model)
             log.info("train: epoch %d/%d loss %.5f val %.5f", epoch + 1, tp.epochs, record["train_loss"], record["val_loss"])
         if clock.over_budget() and epoch + 1 < tp.epochs:  # the agreed clock: every process stops here
             stopped_early = True
