@@ -142,7 +142,7 @@ def test_the_logged_model_is_code_plus_weights_with_a_signature(store):
     state = torch.load(folder / pyfunc["artifacts"]["checkpoint"]["path"], weights_only=True)
     assert set(state) == {"model", "config", "epoch"}  # weights only, no optimizer state
     assert [c["name"] for c in json.loads(mlmodel["signature"]["inputs"])] == ["image", "mask", "box"]
-    assert {p["name"] for p in json.loads(mlmodel["signature"]["params"])} == {"sample", "seed"}
+    assert {p["name"] for p in json.loads(mlmodel["signature"]["params"])} == {"sample", "seed", "strategy"}
     assert (folder / "serving_input_example.json").exists()
 
 
