@@ -144,7 +144,10 @@ def test_colour_and_strokes_experiment(project, repro):
     sh("git", "commit", "-qm", "results", "--allow-empty", cwd=project)
     args = ["-S", "prepare.color=rgb", "-S", "occlusion.shape=strokes", "-S", "occlusion.ratio=0.3"]
     exp = sh("dvc", "exp", "run", "-n", "colour-strokes", *args, cwd=project)
-    assert stages_run(exp.stdout) == {"prepare", "occlude", "baselines", "train", "evaluate"}
+    # The colour experiment above already prepared these colour images: DVC may take them from its run cache.
+    restored = set(re.findall(r"Stage '([\w-]+)' is cached - skipping run", exp.stdout))
+    assert stages_run(exp.stdout) | restored == {"prepare", "occlude", "baselines", "train", "evaluate"}
+    assert stages_run(exp.stdout) >= {"occlude", "train"}
     occlusion = json.loads((project / "metrics/occlude.json").read_text())
     assert occlusion["shape"] == "strokes" and abs(occlusion["test"]["share_mean"] - 0.3) < 0.03
     by_size = pd.read_csv(project / "metrics/by_hole_size.csv")
