@@ -91,14 +91,7 @@ def measure_training(
         m = masks.draw(batch, generator).contiguous(memory_format=torch.channels_last)
         training_step(model, optimizer, x, m, train_params, autocast, None if train_params.compile else generator, scaler)
 
-    for _ in range(warmup):
-        step()
-    _sync(device)
-    started = time.perf_counter()
-    for _ in range(steps):
-        step()
-    _sync(device)
-    seconds = time.perf_counter() - started
+    seconds = timed(step, steps, warmup, device)
     started = time.perf_counter()
     for _ in range(steps):  # the masks alone, to see their share of a step
         masks.draw(batch, generator)
@@ -114,6 +107,19 @@ def measure_training(
         "mask_setup_s": mask_setup_s,
         "mask_ms_per_batch": mask_ms,
     }
+
+
+def timed(step: Callable[[], None], steps: int, warmup: int, device: torch.device) -> float:
+    """Seconds that `steps` calls of `step` take after `warmup` untimed ones, the device synced
+    on both sides (CUDA runs asynchronously)."""
+    for _ in range(warmup):
+        step()
+    _sync(device)
+    started = time.perf_counter()
+    for _ in range(steps):
+        step()
+    _sync(device)
+    return time.perf_counter() - started
 
 
 def largest_batch_that_fits(measure: Callable[[int], dict], batch: int) -> tuple[int, dict]:
@@ -142,14 +148,7 @@ def measure_eval(model_params: ModelParams, device: torch.device, batch: int, st
     def step() -> None:
         model(x * (1 - m), m, sample=False)
 
-    for _ in range(warmup):
-        step()
-    _sync(device)
-    started = time.perf_counter()
-    for _ in range(steps):
-        step()
-    _sync(device)
-    return steps * batch / (time.perf_counter() - started)
+    return steps * batch / timed(step, steps, warmup, device)
 
 
 def mask_shapes(
