@@ -16,6 +16,7 @@ from vaeinpaint.data.dataset import load_subset, read_baseline_scores, read_imag
 from vaeinpaint.data.split import SUBSETS
 from vaeinpaint.evaluation.baselines import evenly_spaced
 from vaeinpaint.evaluation.by_hole_size import bin_metrics, by_hole_size, scores_by_method
+from vaeinpaint.evaluation.by_minute import PROBE_COLUMNS, quality_by_minute
 from vaeinpaint.evaluation.evaluate import diversity, restore, sample_grid, score_model, summarize
 from vaeinpaint.files import atomic_path, read_json, write_csv, write_json
 from vaeinpaint.modeling.checkpoint import check_fits_pipeline, load_checkpoint, model_from_checkpoint
@@ -72,6 +73,11 @@ def main(params_file: Path = paths.PARAMS) -> None:
     baseline_scores = read_baseline_scores() if paths.BASELINES_PER_IMAGE.exists() else None
     by_size = by_hole_size(scores_by_method(per_image, baseline_scores, shares))
     write_csv(paths.BY_HOLE_SIZE, by_size)
+    # Quality against minutes of training, beside the baselines on the same test images: the
+    # pipeline's own training only (another model's probe is not this run's)
+    probe = read_json(paths.PROBE) if paths.PROBE.exists() and not spec else {"test_ids": [], "rows": []}
+    by_minute = quality_by_minute(pd.DataFrame(probe["rows"], columns=PROBE_COLUMNS), probe["test_ids"], baseline_scores)
+    write_csv(paths.QUALITY_BY_MINUTE, by_minute)
     if grid is not None:
         with atomic_path(paths.SAMPLES) as tmp:
             grid.save(tmp, format="PNG")
@@ -83,7 +89,7 @@ def main(params_file: Path = paths.PARAMS) -> None:
         run, model_id = tracking.resume_run(info.get("run_id", "")), info.get("model_id")
     run.log_metrics(tracking.flat_metrics(results), model_id=model_id)  # also under the logged model
     run.log_metrics({**tracking.flat_metrics({"baselines": baselines}), **bin_metrics(by_size)})
-    for artifact in (paths.EVAL_METRICS, paths.EVAL_PER_IMAGE, paths.BY_HOLE_SIZE, paths.SAMPLES, paths.PARAMS):
+    for artifact in (paths.EVAL_METRICS, paths.EVAL_PER_IMAGE, paths.BY_HOLE_SIZE, paths.QUALITY_BY_MINUTE, paths.SAMPLES, paths.PARAMS):
         if Path(artifact).exists():
             run.log_artifact(artifact, "evaluate")
     run.end()

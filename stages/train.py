@@ -18,8 +18,9 @@ from vaeinpaint import paths, tracking
 from vaeinpaint.cli import run_stage
 from vaeinpaint.data.dataset import load_subset, read_split
 from vaeinpaint.evaluation.baselines import evenly_spaced
+from vaeinpaint.evaluation.by_minute import Probe, probe_rows
 from vaeinpaint.evaluation.evaluate import restore, sample_grid
-from vaeinpaint.files import write_csv, write_json
+from vaeinpaint.files import read_json, write_csv, write_json
 from vaeinpaint.modeling.checkpoint import save_checkpoint
 from vaeinpaint.modeling.distributed import (
     check_same_everywhere,
@@ -46,13 +47,50 @@ def restorations(run, every: int, epochs: int):
     chosen = evenly_spaced(len(test.ids), GRID_IMAGES)
     images, masks = test.images[chosen], test.masks[chosen]
 
-    def log_grid(epoch: int, model: torch.nn.Module) -> None:
+    def log_grid(epoch: int, model: torch.nn.Module, minutes: float) -> None:
         if epoch % every == 0 or epoch == epochs:
             device = next(model.parameters()).device
             raw = restore(model, images, masks, device, batch_size=len(images))
             run.log_image(sample_grid(images, masks, raw, title=f"epoch {epoch}"), key="restorations", step=epoch)
 
     return log_grid
+
+
+def test_probe(tp, resume: Path, run) -> tuple[Probe, list[str]] | None:
+    """The probe of test quality against minutes (`evaluation.by_minute`) and its images' ids,
+    None with train.probe_points 0. Its rows so far are kept beside the resume state, so an
+    interrupted training's curve continues where it stopped."""
+    if not tp.probe_points:
+        return None
+    test = load_subset("test")
+    chosen = probe_rows(len(test.ids), tp.probe_images)
+    saved = probe_state(resume)
+    _, history = interrupted_run(resume)
+    rows = [r for r in read_json(saved) if r["epoch"] <= len(history)] if saved.exists() and history else []
+
+    def keep(row: dict) -> None:
+        write_json(saved, probe.rows)
+        run.log_metrics({"probe_test_ssim": row["ssim"], "probe_test_hole_psnr": row["hole_psnr"]}, step=row["epoch"])
+
+    probe = Probe(test.images[chosen], test.masks[chosen], tp.probe_points, tp.max_minutes, tp.epochs, rows, on_row=keep)
+    return probe, [test.ids[i] for i in chosen]
+
+
+def probe_state(resume: Path) -> Path:
+    return resume.with_name(resume.stem + ".probe.json")
+
+
+def every_epoch(*callbacks):
+    """One on_model callback that calls each of `callbacks` that is not None."""
+    active = [c for c in callbacks if c is not None]
+    if not active:
+        return None
+
+    def call(epoch: int, model: torch.nn.Module, minutes: float) -> None:
+        for callback in active:
+            callback(epoch, model, minutes)
+
+    return call
 
 
 log = logging.getLogger("vaeinpaint.stages.train")
@@ -105,11 +143,12 @@ def main(params_file: Path = paths.PARAMS) -> None:
         sizes = read_split()["subset"].value_counts().to_dict()
         run.log_datasets(tracking.prepared_datasets(params.data, paths.IMAGES, paths.SPLIT, paths.MASKS, sizes, params.prepare.size))
         run.watch_system()
+        probe = test_probe(tp, resume, run) if dist.main else None
         result = train_model(
             params, subset.images, subset.masks, subset.ids, resume,
             on_epoch=lambda record: run.log_metrics(epoch_metrics(record), step=int(record["epoch"])),
             dist=dist, run_id=run.run_id,
-            on_model=restorations(run, tp.image_every, tp.epochs),
+            on_model=every_epoch(restorations(run, tp.image_every, tp.epochs), probe[0] if probe else None),
         )  # fmt: skip
     except BaseException as exc:
         status = "KILLED" if isinstance(exc, KeyboardInterrupt) else "FAILED"
@@ -121,6 +160,9 @@ def main(params_file: Path = paths.PARAMS) -> None:
         return
 
     save_checkpoint(paths.CHECKPOINT, result.state)
+    if probe:
+        probe[0].finish(int(result.state["epoch"]), result.model, result.minutes)
+        write_json(paths.PROBE, {"test_ids": probe[1], "rows": probe[0].rows})
     write_json(paths.TRAIN_METRICS, summary(result, params, device))
     write_csv(paths.TRAIN_CURVE, pd.DataFrame(result.history)[["epoch", "train_loss", "val_loss", "train_recon", "train_kl", "lr"]])
     run.log_artifact(paths.TRAIN_CURVE)
@@ -129,6 +171,7 @@ def main(params_file: Path = paths.PARAMS) -> None:
     info = {"run_id": run.run_id, "model_id": run.model_id}
     write_json(paths.RUN_INFO, {**info, "unlogged": run.unlogged()} if run.unlogged() else info)
     resume.unlink(missing_ok=True)  # finished: the checkpoint above is the record now
+    probe_state(resume).unlink(missing_ok=True)
     if report := run.lost_report():
         # A warning, not a failure: DVC keeps a stage's outputs only when it succeeds, and
         # the training and its files are sound; only the MLflow record is incomplete.

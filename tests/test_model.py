@@ -65,3 +65,36 @@ def test_kl_is_zero_at_the_prior_and_positive_elsewhere():
     zeros = torch.zeros(3, 10)
     assert torch.allclose(kl_divergence(zeros, zeros), torch.zeros(3))
     assert (kl_divergence(torch.ones(3, 10), zeros) == 5.0).all()  # 0.5 * sum(mu^2)
+
+
+def test_every_head_and_context_module_keeps_the_shape_at_odd_sizes():
+    for kwargs in ({"head": "shuffle"}, {"head": "transpose"}, {"context": 3, "attention": True}):
+        for channels in (1, 3):
+            model = InpaintVAE(width=8, latent_channels=4, channels=channels, **kwargs)
+            for size in (37, 64):
+                x = torch.rand(2, channels, size, size)
+                out, _, _ = model(x, torch.zeros(2, 1, size, size))
+                assert out.shape == x.shape and out.min() >= 0 and out.max() <= 1, (kwargs, channels, size)
+
+
+def test_attention_and_dilated_blocks_are_residual():
+    from vaeinpaint.modeling.model import DilatedResidual, SelfAttention
+
+    x = torch.rand(2, 16, 13, 13)
+    assert torch.equal(SelfAttention(16)(x), x)  # its output projection starts at zero: the identity
+    block = DilatedResidual(16, dilation=4)
+    assert block.conv.dilation == (4, 4) and block(x).shape == x.shape
+
+
+def test_a_checkpoint_from_before_the_head_param_loads_with_the_transpose_head():
+    from vaeinpaint.modeling.checkpoint import model_config, model_from_checkpoint
+
+    old = build_model(ModelParams(width=8, latent_channels=4, head="transpose"))
+    config = model_config(ModelParams(width=8, latent_channels=4), 32)
+    for key in ("head", "context", "attention"):  # what a checkpoint of an earlier version records
+        del config["model"][key]
+    model, size = model_from_checkpoint({"model": old.state_dict(), "config": config})
+    assert size == 32 and model.head_kind == "transpose"
+    damaged, mask = inputs(size=32)
+    with torch.no_grad():
+        assert torch.equal(model(damaged, mask, sample=False)[0], old.eval()(damaged, mask, sample=False)[0])

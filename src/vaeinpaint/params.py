@@ -30,6 +30,7 @@ SHAPES = ("square", "rectangle", "strokes", "mixed", "files")
 BOX_SHAPES = ("square", "rectangle")  # what occlusion.count, overlap and position apply to
 POSITIONS = ("random", "center")
 ARCHS = ("inpaint", "paper")
+HEADS = ("shuffle", "transpose")  # model.head: how the inpaint decoder reaches full resolution
 DEVICES = ("auto", "cpu", "cuda")
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 TRAIN_MASKS = ("random", "fixed")
@@ -86,6 +87,9 @@ class ModelParams:
     latent_channels: int = 16  # inpaint: channels of the spatial latent
     skips: bool = True  # inpaint: skip connections from encoder to decoder
     mask_input: bool = True  # inpaint: the mask as an input channel
+    head: str = "shuffle"  # inpaint: the last step to full resolution, shuffle | transpose (checkpoints before it)
+    context: int = 0  # inpaint: dilated residual blocks at 1/4 resolution in the decoder
+    attention: bool = False  # inpaint: self-attention at 1/8 resolution in the decoder
     fc_width: int = 8000  # paper: width of the fully connected layers
     latent_dim: int = 1500  # paper: size of the latent vector
 
@@ -113,6 +117,9 @@ class TrainParams:
     augment: str = "none"  # none | flip | crop | flip+crop (a list [flip, crop] is read as flip+crop)
     resident_fraction: float = 0.5  # keep the training set on the device if it fits in this share of its free memory
     image_every: int = 5  # MLflow: log restored held-out images every N epochs (0: never)
+    ema: float = 0.0  # decay of the weights' moving average that is evaluated and saved (0: off, the trained weights)
+    probe_points: int = 20  # test quality measured this many times over the schedule (0: never): metrics/quality_by_minute.csv
+    probe_images: int = 200  # test images each probe scores (evenly spaced over the test set)
 
 
 @dataclass(frozen=True)
@@ -343,6 +350,8 @@ def validate(p: Params, *, check_paths: bool = True, base: Path = Path(".")) -> 
     _one_of("model.arch", m.arch, ARCHS)
     for name in ("width", "latent_channels", "fc_width", "latent_dim"):
         _positive(f"model.{name}", getattr(m, name))
+    _one_of("model.head", m.head, HEADS)
+    _non_negative("model.context", m.context)
     if m.arch == "paper" and p.prepare.size != 100:
         raise ParamError(f"model.arch: 'paper' is defined for 100x100 images, but prepare.size is {p.prepare.size}")
     if m.arch == "paper" and p.prepare.color != "gray":
@@ -372,6 +381,10 @@ def validate(p: Params, *, check_paths: bool = True, base: Path = Path(".")) -> 
         if not host or not port.isdigit() or not 0 < int(port) < 65536:
             raise ParamError(f"train.rdzv_endpoint: expected host:port (e.g. node0:29400), got {t.rdzv_endpoint!r}")
     _non_negative("train.image_every", t.image_every)
+    if not 0 <= t.ema < 1:
+        raise ParamError(f"train.ema: the moving average's decay must be in [0, 1) (0: off), got {t.ema}")
+    _non_negative("train.probe_points", t.probe_points)
+    _positive("train.probe_images", t.probe_images)
 
     b = p.baselines
     for method in b.methods:

@@ -29,6 +29,7 @@ MASK_SHARES = MASKS_DIR / "per_image.csv"  # id, subset, kind, share (of the ima
 MODEL_DIR = Path("data/model")
 CHECKPOINT = MODEL_DIR / "checkpoint.pt"  # model, optimizer, epoch, config
 RUN_INFO = MODEL_DIR / "run.json"  # hands the MLflow run id from train to evaluate
+PROBE = MODEL_DIR / "probe.json"  # test_ids, rows (epoch, minutes, ssim, hole_psnr): quality during training
 
 BASELINES_DIR = Path("data/baselines")
 BASELINES_PER_IMAGE = BASELINES_DIR / "per_image.csv"
@@ -46,6 +47,7 @@ TRAIN_CURVE = METRICS_DIR / "train_loss.csv"
 BASELINES_METRICS = METRICS_DIR / "baselines.json"
 EVAL_METRICS = METRICS_DIR / "evaluate.json"
 BY_HOLE_SIZE = METRICS_DIR / "by_hole_size.csv"  # bin, hole_share, method, n, ssim, hole_psnr (test set)
+QUALITY_BY_MINUTE = METRICS_DIR / "quality_by_minute.csv"  # minutes, epoch, method, n, ssim, hole_psnr (probe images)
 
 MLFLOW_DB = "mlflow.db"
 RESUME_DIR = ".resume"  # under project_root(): per-config training state for resuming

@@ -4,7 +4,9 @@ A checkpoint is a plain dict of tensors and simple values: `model` and `optimize
 state dicts, `scheduler` state, `epoch` (epochs completed), `history` (per-epoch losses),
 `config` (what `build_model` needs: the `model` params, the image size and colour it was
 trained on) and `fingerprint` (what the training was run on; see `train.fingerprint`).
-Checkpoints written before colour existed have no `config["color"]`: they are gray.
+Checkpoints written before colour existed have no `config["color"]`: they are gray; those
+written before a model param existed are built with the value that param had then
+(`LEGACY_MODEL`), not today's default.
 """
 
 from __future__ import annotations
@@ -20,6 +22,11 @@ from vaeinpaint.files import atomic_path
 from vaeinpaint.modeling.layout import CHANNELS
 from vaeinpaint.modeling.model import build_model
 from vaeinpaint.params import ModelParams
+
+
+# What the model params added later meant before they existed: a checkpoint without one of
+# them was trained with this value (today's default may differ).
+LEGACY_MODEL = {"head": "transpose", "context": 0, "attention": False}
 
 
 def save_checkpoint(path: str | Path, state: dict[str, Any]) -> None:
@@ -62,7 +69,7 @@ def model_from_checkpoint(state: dict[str, Any], device: str | torch.device = "c
     color = checkpoint_color(state)
     try:
         config = state["config"]
-        model = build_model(ModelParams(**config["model"]), CHANNELS[color])
+        model = build_model(ModelParams(**{**LEGACY_MODEL, **config["model"]}), CHANNELS[color])
         model.load_state_dict(state["model"])
         size = int(config["size"])
     except (KeyError, TypeError, ValueError, RuntimeError) as exc:  # another architecture, or a foreign file

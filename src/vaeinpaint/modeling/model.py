@@ -44,6 +44,43 @@ def reparameterise(mu: torch.Tensor, logvar: torch.Tensor, sample: bool, generat
     return mu + noise * torch.exp(0.5 * logvar)
 
 
+class DilatedResidual(nn.Module):
+    """A residual 3x3 conv block with dilation `dilation` (GLCIC, DeepFill): it widens what a
+    pixel of the hole sees by `2 * dilation` pixels at no extra cost per pixel."""
+
+    def __init__(self, channels: int, dilation: int):
+        super().__init__()
+        self.conv = nn.Conv2d(channels, channels, 3, padding=dilation, dilation=dilation, bias=False)
+        self.norm = nn.BatchNorm2d(channels)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + F.leaky_relu(self.norm(self.conv(x)), 0.2)
+
+
+class SelfAttention(nn.Module):
+    """Multi-head self-attention over the positions of a feature map, with a residual: every
+    position of the hole can draw on every visible one (DeepFill v2's contextual attention
+    learns the same copying, with patches)."""
+
+    def __init__(self, channels: int, heads: int = 4):
+        super().__init__()
+        self.heads = heads
+        self.norm = nn.GroupNorm(1, channels)
+        self.qkv = nn.Conv2d(channels, 3 * channels, 1)
+        self.out = nn.Conv2d(channels, channels, 1)
+        nn.init.zeros_(self.out.weight)  # starts as the identity: training decides how much to attend
+        nn.init.zeros_(self.out.bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        n, c, h, w = x.shape
+        q, k, v = self.qkv(self.norm(x)).reshape(n, 3, self.heads, c // self.heads, h * w).transpose(-1, -2).unbind(1)
+        y = F.scaled_dot_product_attention(q, k, v)  # [n, heads, h*w, c/heads]
+        return x + self.out(y.transpose(-1, -2).reshape(n, c, h, w))
+
+
+DILATIONS = (2, 4, 8, 1)  # model.context blocks cycle through these (GLCIC: 2, 4, 8, 16 at a larger size)
+
+
 class InpaintVAE(nn.Module):
     """A U-Net-shaped VAE for inpainting.
 
@@ -53,16 +90,35 @@ class InpaintVAE(nn.Module):
     joined by a skip connection from the encoder stage of the same size, so the
     visible context reaches the output directly while the latent carries what the
     context cannot explain. Input is the damaged image's `channels` (1 gray, 3 RGB) plus
-    the mask as a channel; the output has `channels`; the last layer sees the input again
-    at full resolution. There are no full-resolution conv blocks: they cost most of the
-    compute on a CPU and bought nothing measurable. Any size works: each stride-2 stage
+    the mask as a channel; the output has `channels`. Any size works: each stride-2 stage
     rounds up (257 -> 129 -> 65 -> 33 -> 17) and each transposed conv is asked for the
     size of its skip (`output_size`).
+
+    The last step to full resolution (`head`): `shuffle` (default) predicts each 2 x 2 block
+    of output pixels from the half-resolution features (a 3x3 conv to 4C channels, then
+    `pixel_shuffle`); `transpose` (checkpoints from before it) is one more transposed conv
+    to full resolution and a 3x3 conv that sees the damaged image again. There are no
+    full-resolution conv blocks in either: on a CPU they cost most of the time (the
+    `transpose` head is a quarter of a training step) and the known pixels are pasted back.
+
+    Optional context modules in the decoder: `context` dilated residual blocks at 1/4
+    resolution (wider reach into the hole) and `attention` (self-attention at 1/8, where
+    a 100 px image is 13 x 13 positions).
     """
 
-    def __init__(self, width: int = 32, latent_channels: int = 16, skips: bool = True, mask_input: bool = True, channels: int = 1):
+    def __init__(
+        self,
+        width: int = 32,
+        latent_channels: int = 16,
+        skips: bool = True,
+        mask_input: bool = True,
+        channels: int = 1,
+        head: str = "shuffle",
+        context: int = 0,
+        attention: bool = False,
+    ):
         super().__init__()
-        w, self.skips, self.mask_input, self.channels = width, skips, mask_input, channels
+        w, self.skips, self.mask_input, self.channels, self.head_kind = width, skips, mask_input, channels, head
         c_in = channels + 1 if mask_input else channels
         s = 1 if skips else 0  # skip connections double the decoder blocks' inputs
         self.enc1 = nn.Sequential(conv_block(c_in, w, 2), conv_block(w, w))  # 1/2
@@ -72,10 +128,15 @@ class InpaintVAE(nn.Module):
         self.to_latent = nn.Conv2d(8 * w, 2 * latent_channels, 1)
         self.from_latent = nn.Sequential(nn.Conv2d(latent_channels, 8 * w, 1), nn.LeakyReLU(0.2, inplace=True))
         self.up3, self.dec3 = up_block(8 * w, 4 * w), conv_block((4 + 4 * s) * w, 4 * w)
+        self.attend = SelfAttention(4 * w) if attention else nn.Identity()
         self.up2, self.dec2 = up_block(4 * w, 2 * w), conv_block((2 + 2 * s) * w, 2 * w)
+        self.context = nn.Sequential(*(DilatedResidual(2 * w, DILATIONS[i % len(DILATIONS)]) for i in range(context)))
         self.up1, self.dec1 = up_block(2 * w, w), conv_block((1 + s) * w, w)
-        self.up0 = up_block(w, max(w // 2, 1))
-        self.head = nn.Conv2d(max(w // 2, 1) + c_in * s, channels, 3, padding=1)
+        if head == "transpose":
+            self.up0 = up_block(w, max(w // 2, 1))
+            self.head = nn.Conv2d(max(w // 2, 1) + c_in * s, channels, 3, padding=1)
+        else:
+            self.head = nn.Conv2d(w, 4 * channels, 3, padding=1)
 
     def _join(self, up: torch.Tensor, skip: torch.Tensor) -> torch.Tensor:
         return torch.cat([up, skip], dim=1) if self.skips else up
@@ -89,13 +150,17 @@ class InpaintVAE(nn.Module):
         mu, logvar = self.to_latent(h4).chunk(2, dim=1)
         logvar = logvar.clamp(-30.0, 20.0)
         y = self.from_latent(reparameterise(mu, logvar, sample, generator))
-        y = self.dec3(self._join(self.up3(y, output_size=h3.shape[-2:]), h3))
-        y = self.dec2(self._join(self.up2(y, output_size=h2.shape[-2:]), h2))
+        y = self.attend(self.dec3(self._join(self.up3(y, output_size=h3.shape[-2:]), h3)))
+        y = self.context(self.dec2(self._join(self.up2(y, output_size=h2.shape[-2:]), h2)))
         y = self.dec1(self._join(self.up1(y, output_size=h1.shape[-2:]), h1))
-        y = self.up0(y, output_size=x.shape[-2:])
-        with fp32(y):  # bf16's step near 1.0 is 1/256: coarser than the 8-bit pixels we predict
-            out = torch.sigmoid(self.head(self._join(y.float(), x.float())))
-        return out, mu, logvar
+        size = x.shape[-2:]
+        if self.head_kind == "transpose":
+            y = self.up0(y, output_size=size)
+            with fp32(y):  # bf16's step near 1.0 is 1/256: coarser than the 8-bit pixels we predict
+                return torch.sigmoid(self.head(self._join(y.float(), x.float()))), mu, logvar
+        logits = F.pixel_shuffle(self.head(y), 2)[..., : size[0], : size[1]]  # odd sizes: the last row/column cut
+        with fp32(logits):  # the sigmoid in fp32: bf16's step near 1.0 (1/256) is coarser than 8-bit pixels
+            return torch.sigmoid(logits.float()), mu, logvar
 
 
 class PaperVAE(nn.Module):
@@ -153,7 +218,16 @@ def build_model(params: ModelParams, channels: int = 1) -> nn.Module:
         if channels != 1:
             raise ValueError(f"the paper architecture takes gray images only, not {channels} channels")
         return PaperVAE(fc_width=params.fc_width, latent_dim=params.latent_dim)
-    return InpaintVAE(params.width, params.latent_channels, skips=params.skips, mask_input=params.mask_input, channels=channels)
+    return InpaintVAE(
+        params.width,
+        params.latent_channels,
+        skips=params.skips,
+        mask_input=params.mask_input,
+        channels=channels,
+        head=params.head,
+        context=params.context,
+        attention=params.attention,
+    )
 
 
 def count_parameters(model: nn.Module) -> int:

@@ -55,6 +55,14 @@ class TrainingClock:
     def local_elapsed(self) -> float:
         return self.carried + (time.perf_counter() - self.session_start)
 
+    def now(self) -> float:
+        """The clock's own timer (what `exclude` takes differences of)."""
+        return time.perf_counter()
+
+    def exclude(self, seconds: float) -> None:
+        """Take `seconds` just spent (logging, probing) off the elapsed training time."""
+        self.session_start += seconds
+
     def new_epoch(self) -> None:
         self.epoch_started = True
 

@@ -53,6 +53,7 @@ from vaeinpaint.masks.generator import TrainingMasks
 from vaeinpaint.modeling.augment import augment, augment_generator
 from vaeinpaint.modeling.checkpoint import load_checkpoint, model_config, save_checkpoint
 from vaeinpaint.modeling.distributed import Distributed, all_max, all_sum, broadcast_buffers, broadcast_object
+from vaeinpaint.modeling.ema import WeightAverage
 from vaeinpaint.modeling.feed import make_feed
 from vaeinpaint.modeling.layout import CHANNELS, color_of, masks_to_model, to_model
 from vaeinpaint.modeling.model import build_model, count_parameters, kl_divergence
@@ -84,6 +85,8 @@ def fingerprint(params: Params, input_files: list[Path]) -> str:
     }
     relevant["train"].pop("rdzv_endpoint")  # where the nodes meet, not what they compute
     relevant["train"].pop("image_every")  # what is logged to MLflow, not what is computed
+    relevant["train"].pop("probe_points")  # what is recorded of the test set on the way, not what is computed
+    relevant["train"].pop("probe_images")
     inputs = {str(p): file_hash(p) for p in input_files if p.exists()}
     blob = json.dumps([flatten(relevant), inputs], sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()[:20]
@@ -207,6 +210,7 @@ class TrainResult:
     stopped_early: bool = False
     streamed: bool = False  # the training set did not fit on the device and was streamed to it
     precision: str = "fp32"  # what the run computed in: bf16, fp16 or fp32
+    minutes: float = 0.0  # of training (the budget's clock), over every session of a resumed training
 
 
 RESUME_KEYS = ("model", "optimizer", "scheduler", "epoch", "history", "config")
@@ -251,14 +255,16 @@ def train_model(
     on_epoch: Callable[[dict[str, float]], None] | None = None,
     dist: Distributed = Distributed(),
     run_id: str = "",
-    on_model: Callable[[int, torch.nn.Module], None] | None = None,
+    on_model: Callable[[int, torch.nn.Module, float], None] | None = None,
 ) -> TrainResult:
     """Train on `images` (uint8 [n, s, s] gray or [n, s, s, 3] RGB; an array, a memory map or
     a lazy `SubsetImages`) with their stored `masks` (uint8 [n, s, s]).
 
-    `on_epoch` receives each epoch's record (epoch, train_loss, val_loss, ...) on the main
-    process, then `on_model` the epoch and the model (unwrapped; it must not draw random
-    numbers from torch's global generator, nor leave gradients). `run_id` (the MLflow run) is
+    `on_epoch` receives each epoch's record (epoch, train_loss, val_loss, ..., minutes of
+    training so far) on the main process, then `on_model` the epoch, the model (unwrapped,
+    the moving average when train.ema is on; it must not draw random numbers from torch's
+    global generator, nor leave gradients) and the minutes. Time spent in them is not
+    training time: the budget's clock leaves it out. `run_id` (the MLflow run) is
     kept in the resume state, so that an interrupted training's next attempt logs to the same
     run. Raises TrainingError on a non-finite loss, keeping the last good state.
     """
@@ -282,6 +288,8 @@ def train_model(
     raw_model = with_sync_bn(raw_model, tp, device, dist.world)
     sync_bn_active = any(isinstance(m, torch.nn.SyncBatchNorm) for m in raw_model.modules())
     optimizer = make_optimizer(raw_model, tp, device)
+    average = WeightAverage(raw_model, tp.ema) if tp.ema else None
+    evaluated = average.model if average else raw_model  # what is validated, handed to on_model and saved
     total_steps = steps_per_epoch * tp.epochs
     clock = TrainingClock(budget=tp.max_minutes * 60)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: schedule(s, total_steps, clock))
@@ -302,6 +310,8 @@ def train_model(
             scaler.load_state_dict(state["scaler"])
         if "clock" in state:
             clock.restore(state["clock"])
+        if average is not None:
+            average.load_state_dict(state["ema"])
         history, start_epoch = list(state["history"]), int(state["epoch"])
         if dist.main:
             log.info("train: resuming from epoch %d (%s)", start_epoch, resume_path)
@@ -322,9 +332,12 @@ def train_model(
             m = random_masks.draw(len(x), generator).contiguous(memory_format=torch.channels_last)
         return x, m
 
-    def checkpoint_state(epoch: int) -> dict[str, Any]:
+    def checkpoint_state(epoch: int, resumable: bool = False) -> dict[str, Any]:
+        """The final checkpoint (`model`: the weights that are evaluated, the average when
+        train.ema is on), or with `resumable` the state to go on training from (`model`: the
+        trained weights, `ema`: the average)."""
         state = {
-            "model": raw_model.state_dict(),
+            "model": (raw_model if resumable else evaluated).state_dict(),
             "optimizer": optimizer.state_dict(),
             "scheduler": scheduler.state_dict(),
             "epoch": epoch,
@@ -334,13 +347,15 @@ def train_model(
         }
         if scaler.is_enabled():
             state["scaler"] = scaler.state_dict()
+        if resumable and average is not None:
+            state["ema"] = average.state_dict()
         return state
 
     def save_resume(epoch: int) -> None:
         """The state to resume from, with what the final checkpoint leaves out: the run it logs
         to and the clock (they differ run to run; the final checkpoint stays the same bytes)."""
         if resume_path is not None and dist.main:
-            save_checkpoint(resume_path, {**checkpoint_state(epoch), "run_id": run_id, "clock": clock.state()})
+            save_checkpoint(resume_path, {**checkpoint_state(epoch, resumable=True), "run_id": run_id, "clock": clock.state()})
 
     if start_epoch == 0:
         save_resume(0)  # the run id is on disk before anything can interrupt the first epoch
@@ -366,6 +381,8 @@ def train_model(
         for step, (images_u8, masks_u8) in enumerate(feed.batches(order, per_rank_batch, steps_per_epoch)):
             x, m = batch(images_u8, masks_u8, tp.masks == "fixed", generator, augment_gen)
             loss, recon, kl = training_step(model, optimizer, x, m, tp, autocast, noise, scaler)
+            if average is not None:
+                average.update(raw_model)
             step_losses[step] = loss
             if sync_due(step, steps_per_epoch, clock):  # one host sync (and one all-reduce) per 50 steps
                 agree(step_losses[: step + 1], clock, scheduler.last_epoch + 1, epoch, dist)
@@ -373,17 +390,23 @@ def train_model(
             sums += torch.stack([loss, recon, kl])
         seen += steps_per_epoch * per_rank_batch * dist.world
         record = {"epoch": epoch + 1, **epoch_means(sums, steps_per_epoch, dist)}
-        broadcast_buffers(raw_model, dist)  # everyone validates the model rank 0 saves
-        record["val_loss"] = validation_loss(raw_model, val_idx, feed, batch, tp, autocast, dist) if len(val_idx) else float("nan")
+        broadcast_buffers(evaluated, dist)  # everyone validates the model rank 0 saves
+        record["val_loss"] = validation_loss(evaluated, val_idx, feed, batch, tp, autocast, dist) if len(val_idx) else float("nan")
         record["lr"] = scheduler.get_last_lr()[0]
         history.append(record)
         if dist.main:
             save_resume(epoch + 1)
+        minutes = clock.local_elapsed() / 60  # of training so far (not in history: checkpoints stay the same bytes)
+        reporting = clock.now()
+        if dist.main:
             if on_epoch:
-                on_epoch(record)
+                on_epoch({**record, "minutes": minutes})
             if on_model:
-                on_model(epoch + 1, raw_model)
+                on_model(epoch + 1, evaluated, minutes)
             log.info("train: epoch %d/%d loss %.5f val %.5f", epoch + 1, tp.epochs, record["train_loss"], record["val_loss"])
+        # Logging and probing (on_epoch, on_model) is not training: off the clock, on every
+        # process by rank 0's measure (the others spent it waiting here)
+        clock.exclude(broadcast_object(clock.now() - reporting, dist))
         if clock.over_budget() and epoch + 1 < tp.epochs:  # the agreed clock: every process stops here
             stopped_early = True
             if dist.main:
@@ -393,7 +416,7 @@ def train_model(
     seconds = time.perf_counter() - started
     final_epoch = history[-1]["epoch"] if history else 0
     return TrainResult(
-        model=raw_model.eval(),
+        model=evaluated.eval(),
         state=checkpoint_state(int(final_epoch)),
         history=history,
         seconds=seconds,
@@ -402,6 +425,7 @@ def train_model(
         stopped_early=stopped_early,
         streamed=feed.streamed,
         precision=precision,
+        minutes=clock.local_elapsed() / 60,
     )
 
 
