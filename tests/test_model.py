@@ -68,7 +68,7 @@ def test_kl_is_zero_at_the_prior_and_positive_elsewhere():
 
 
 def test_every_head_and_context_module_keeps_the_shape_at_odd_sizes():
-    for kwargs in ({"head": "shuffle"}, {"head": "transpose"}, {"context": 3, "attention": True}):
+    for kwargs in ({"head": "shuffle"}, {"head": "transpose"}, {"context": 3, "attention": True}, {"context": 2, "context_kind": "fourier"}):
         for channels in (1, 3):
             model = InpaintVAE(width=8, latent_channels=4, channels=channels, **kwargs)
             for size in (37, 64):
@@ -91,7 +91,7 @@ def test_a_checkpoint_from_before_the_head_param_loads_with_the_transpose_head()
 
     old = build_model(ModelParams(width=8, latent_channels=4, head="transpose"))
     config = model_config(ModelParams(width=8, latent_channels=4), 32)
-    for key in ("head", "context", "attention"):  # what a checkpoint of an earlier version records
+    for key in ("head", "context", "context_kind", "attention"):  # what a checkpoint of an earlier version records
         del config["model"][key]
     model, size = model_from_checkpoint({"model": old.state_dict(), "config": config})
     assert size == 32 and model.head_kind == "transpose"

@@ -31,6 +31,7 @@ BOX_SHAPES = ("square", "rectangle")  # what occlusion.count, overlap and positi
 POSITIONS = ("random", "center")
 ARCHS = ("inpaint", "paper")
 HEADS = ("shuffle", "transpose")  # model.head: how the inpaint decoder reaches full resolution
+CONTEXT_KINDS = ("dilated", "fourier")  # model.context_kind
 DEVICES = ("auto", "cpu", "cuda")
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 TRAIN_MASKS = ("random", "fixed")
@@ -88,7 +89,8 @@ class ModelParams:
     skips: bool = True  # inpaint: skip connections from encoder to decoder
     mask_input: bool = True  # inpaint: the mask as an input channel
     head: str = "shuffle"  # inpaint: the last step to full resolution, shuffle | transpose (checkpoints before it)
-    context: int = 0  # inpaint: dilated residual blocks at 1/4 resolution in the decoder
+    context: int = 0  # inpaint: residual context blocks at 1/4 resolution in the decoder
+    context_kind: str = "dilated"  # inpaint: dilated (GLCIC, DeepFill) | fourier (LaMa's fast Fourier convolution)
     attention: bool = False  # inpaint: self-attention at 1/8 resolution in the decoder
     fc_width: int = 8000  # paper: width of the fully connected layers
     latent_dim: int = 1500  # paper: size of the latent vector
@@ -351,6 +353,7 @@ def validate(p: Params, *, check_paths: bool = True, base: Path = Path(".")) -> 
     for name in ("width", "latent_channels", "fc_width", "latent_dim"):
         _positive(f"model.{name}", getattr(m, name))
     _one_of("model.head", m.head, HEADS)
+    _one_of("model.context_kind", m.context_kind, CONTEXT_KINDS)
     _non_negative("model.context", m.context)
     if m.arch == "paper" and p.prepare.size != 100:
         raise ParamError(f"model.arch: 'paper' is defined for 100x100 images, but prepare.size is {p.prepare.size}")

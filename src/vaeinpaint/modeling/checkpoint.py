@@ -26,7 +26,7 @@ from vaeinpaint.params import ModelParams
 
 # What the model params added later meant before they existed: a checkpoint without one of
 # them was trained with this value (today's default may differ).
-LEGACY_MODEL = {"head": "transpose", "context": 0, "attention": False}
+LEGACY_MODEL = {"head": "transpose", "context": 0, "context_kind": "dilated", "attention": False}
 
 
 def save_checkpoint(path: str | Path, state: dict[str, Any]) -> None:

@@ -57,6 +57,28 @@ class DilatedResidual(nn.Module):
         return x + F.leaky_relu(self.norm(self.conv(x)), 0.2)
 
 
+class FourierResidual(nn.Module):
+    """LaMa's fast Fourier convolution (Suvorov et al. 2022), in a residual block: the update
+    is a local 3x3 conv plus a spectral transform, a 1x1 conv over the real and imaginary
+    parts of the feature map's 2-D FFT, through which every position sees every other at once
+    (LaMa's point: large holes need an image-wide receptive field early). The FFT runs in
+    fp32 (no bf16 FFT on a CPU; the maps are small)."""
+
+    def __init__(self, channels: int):
+        super().__init__()
+        self.local = nn.Sequential(nn.Conv2d(channels, channels, 3, padding=1, bias=False), nn.BatchNorm2d(channels))
+        self.spectral = nn.Sequential(nn.Conv2d(2 * channels, 2 * channels, 1, bias=False), nn.BatchNorm2d(2 * channels), nn.ReLU())
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h, w = x.shape[-2:]
+        with fp32(x):
+            spectrum = torch.fft.rfft2(x.float(), norm="ortho")
+            mixed = self.spectral(torch.cat([spectrum.real, spectrum.imag], dim=1))
+            real, imag = mixed.chunk(2, dim=1)
+            y = torch.fft.irfft2(torch.complex(real, imag), s=(h, w), norm="ortho")
+        return x + F.leaky_relu(self.local(x) + y.to(x.dtype), 0.2)
+
+
 class SelfAttention(nn.Module):
     """Multi-head self-attention over the positions of a feature map, with a residual: every
     position of the hole can draw on every visible one (DeepFill v2's contextual attention
@@ -101,9 +123,10 @@ class InpaintVAE(nn.Module):
     full-resolution conv blocks in either: on a CPU they cost most of the time (the
     `transpose` head is a quarter of a training step) and the known pixels are pasted back.
 
-    Optional context modules in the decoder: `context` dilated residual blocks at 1/4
-    resolution (wider reach into the hole) and `attention` (self-attention at 1/8, where
-    a 100 px image is 13 x 13 positions).
+    Optional context modules in the decoder: `context` residual blocks at 1/4 resolution,
+    `context_kind` dilated (GLCIC, DeepFill: wider reach into the hole) or fourier (LaMa's
+    fast Fourier convolution: image-wide reach), and `attention` (self-attention at 1/8,
+    where a 100 px image is 13 x 13 positions).
     """
 
     def __init__(
@@ -116,6 +139,7 @@ class InpaintVAE(nn.Module):
         head: str = "shuffle",
         context: int = 0,
         attention: bool = False,
+        context_kind: str = "dilated",
     ):
         super().__init__()
         w, self.skips, self.mask_input, self.channels, self.head_kind = width, skips, mask_input, channels, head
@@ -130,7 +154,11 @@ class InpaintVAE(nn.Module):
         self.up3, self.dec3 = up_block(8 * w, 4 * w), conv_block((4 + 4 * s) * w, 4 * w)
         self.attend = SelfAttention(4 * w) if attention else nn.Identity()
         self.up2, self.dec2 = up_block(4 * w, 2 * w), conv_block((2 + 2 * s) * w, 2 * w)
-        self.context = nn.Sequential(*(DilatedResidual(2 * w, DILATIONS[i % len(DILATIONS)]) for i in range(context)))
+        if context_kind == "fourier":
+            blocks = [FourierResidual(2 * w) for _ in range(context)]
+        else:
+            blocks = [DilatedResidual(2 * w, DILATIONS[i % len(DILATIONS)]) for i in range(context)]
+        self.context = nn.Sequential(*blocks)
         self.up1, self.dec1 = up_block(2 * w, w), conv_block((1 + s) * w, w)
         if head == "transpose":
             self.up0 = up_block(w, max(w // 2, 1))
@@ -227,6 +255,7 @@ def build_model(params: ModelParams, channels: int = 1) -> nn.Module:
         head=params.head,
         context=params.context,
         attention=params.attention,
+        context_kind=params.context_kind,
     )
 
 
