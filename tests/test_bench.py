@@ -61,10 +61,27 @@ def test_the_speedup_over_the_paper_compares_equal_batches(monkeypatch):
     monkeypatch.setattr(bench, "measure_training", fake_training(calls, {"inpaint": 10.0, "paper": 0.5}))
     monkeypatch.setattr(bench, "measure_eval", lambda *args: 100.0)
     result = bench.run(quick=True, device_name="cpu", compile_check=False, prepare=False)
-    assert ("inpaint", 64) in calls and ("paper", 4) in calls and ("inpaint", 4) in calls  # ours at the paper's batch too
-    assert result["paper_batch_size"] == 4 and result["train_batch_size"] == 64
-    assert result["train_img_per_s"] == 640.0 and result["train_img_per_s_at_paper_batch"] == 40.0
-    assert result["train_speedup_vs_paper"] == 20.0  # 40 / 2, not 640 / 2
+    batch = Params().train.batch_size  # ours at the CPU default batch
+    assert ("inpaint", batch) in calls and ("paper", 4) in calls and ("inpaint", 4) in calls  # ours at the paper's batch too
+    assert result["paper_batch_size"] == 4 and result["train_batch_size"] == batch
+    assert result["train_img_per_s"] == 10.0 * batch and result["train_img_per_s_at_paper_batch"] == 40.0
+    assert result["train_speedup_vs_paper"] == 20.0  # 40 / 2, not 10 * batch / 2
+
+
+def test_the_previous_head_is_timed_beside_the_default(monkeypatch):
+    heads = []
+
+    def measure(model_params, train_params, device, steps, warmup, channels=1, occlusion=None):
+        if channels == 1 and (occlusion is None or occlusion.shape == "square") and model_params.arch == "inpaint":
+            heads.append(model_params.head)
+        speed = {"shuffle": 13.7, "transpose": 10.0}.get(model_params.head, 1.0) if model_params.arch == "inpaint" else 0.5
+        return {"img_per_s": speed, "checkpoint_mb": 1.0, "parameters": 1, "mask_setup_s": 0.1, "mask_ms_per_batch": 1.0}
+
+    monkeypatch.setattr(bench, "measure_training", measure)
+    monkeypatch.setattr(bench, "measure_eval", lambda *args: 100.0)
+    result = bench.run(quick=True, device_name="cpu", compile_check=False, prepare=False)
+    assert "transpose" in heads and heads[0] == "shuffle"
+    assert result["train_img_per_s_transpose_head"] == 10.0 and result["shuffle_vs_transpose_head"] == 1.37
 
 
 def test_on_a_gpu_the_paper_gets_our_batch_or_the_largest_that_fits():

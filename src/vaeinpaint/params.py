@@ -101,7 +101,7 @@ class TrainParams:
     device: str = "auto"
     precision: str = "auto"  # auto: bf16 where the hardware has it natively, else fp16 + loss scaling on CUDA, fp32 on CPU
     epochs: int = 30
-    batch_size: int = 64
+    batch_size: int = 32
     lr: float = 2e-3
     weight_decay: float = 0.0
     kl_weight: float = 1e-3
@@ -119,7 +119,7 @@ class TrainParams:
     augment: str = "none"  # none | flip | crop | flip+crop (a list [flip, crop] is read as flip+crop)
     resident_fraction: float = 0.5  # keep the training set on the device if it fits in this share of its free memory
     image_every: int = 5  # MLflow: log restored held-out images every N epochs (0: never)
-    ema: float = 0.0  # decay of the weights' moving average that is evaluated and saved (0: off, the trained weights)
+    ema: float = 0.999  # decay of the weights' moving average that is evaluated and saved (0: off, the trained weights)
     probe_points: int = 20  # test quality measured this many times over the schedule (0: never): metrics/quality_by_minute.csv
     probe_images: int = 200  # test images each probe scores (evenly spaced over the test set)
 

@@ -2,7 +2,9 @@
 
 Prints a readable table, then as its last line one JSON object. Every figure is measured
 in this run on this device, so figures can be compared as ratios even on a noisy machine:
-- training throughput (images/s) of the default model and of the study's architecture
+- training throughput (images/s) of the default model, of it with the previous output head
+  (`model.head: transpose`, a transposed conv and a 3x3 conv at full resolution), and of the
+  study's architecture
   (`model.arch: paper`), through the same `training_step` the pipeline uses, on data that
   lives on the device, with the fresh random masks training draws; and of the default model
   on RGB images (`prepare.color: rgb`) beside gray; and of the default model with stroke and
@@ -184,6 +186,7 @@ def run(
     ours_train = replace(defaults.train, batch_size=batch_size)
     ours = measure_training(defaults.model, ours_train, device, steps, warmup)
     colour = measure_training(defaults.model, ours_train, device, steps, warmup, channels=3)
+    transpose_head = measure_training(replace(defaults.model, head="transpose"), ours_train, device, steps, warmup)
 
     paper_steps = ((1, 1) if quick else (3, 1)) if cpu else (steps, warmup)
 
@@ -207,6 +210,8 @@ def run(
         "train_img_per_s": round(ours["img_per_s"], 1),
         "rgb_train_img_per_s": round(colour["img_per_s"], 1),
         "rgb_vs_gray_train": round(colour["img_per_s"] / ours["img_per_s"], 3),
+        "train_img_per_s_transpose_head": round(transpose_head["img_per_s"], 1),
+        "shuffle_vs_transpose_head": round(ours["img_per_s"] / transpose_head["img_per_s"], 3),
         "paper_batch_size": paper_batch,
         "paper_train_img_per_s": round(paper["img_per_s"], 2),
         "train_img_per_s_at_paper_batch": round(same_batch["img_per_s"], 1),
