@@ -85,8 +85,11 @@ def test_resume_after_interruption_is_bitwise_identical(data, tmp_path):
 
     resume = tmp_path / "state.pt"
 
+    first_session_minutes = []
+
     def die_after_first_epoch(record):
         if record["epoch"] == 1:
+            first_session_minutes.append(record["minutes"])
             raise KeyboardInterrupt  # the process is killed after epoch 1 was saved
 
     with pytest.raises(KeyboardInterrupt):
@@ -94,6 +97,9 @@ def test_resume_after_interruption_is_bitwise_identical(data, tmp_path):
     assert load_checkpoint(resume)["epoch"] == 1
     resumed = train_model(params, *data, resume_path=resume)
     assert resumed.resumed_from_epoch == 1
+    # train.json's training_minutes counts the killed session too; "seconds" is this session's
+    assert resumed.minutes > first_session_minutes[0] > 0
+    assert train_module.summary(resumed, params, torch.device("cpu"))["training_minutes"] == round(resumed.minutes, 3)
     assert [r["train_loss"] for r in resumed.history] == [r["train_loss"] for r in unbroken.history]
     assert same_weights(weights(resumed.model), weights(unbroken.model))
 

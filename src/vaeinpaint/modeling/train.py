@@ -485,8 +485,9 @@ def summary(result: TrainResult, params: Params, device: torch.device) -> dict[s
         "epochs": int(last.get("epoch", 0)),
         "train_loss": round(last.get("train_loss", float("nan")), 6),
         "val_loss": round(last.get("val_loss", float("nan")), 6),
-        "seconds": round(result.seconds, 1),
+        "seconds": round(result.seconds, 1),  # this session's wall time (a resumed training's last part)
         "images_per_s": round(result.images_per_s, 1),
+        "training_minutes": round(result.minutes, 3),  # the budget's clock, over every session
         "device": str(device),
         "precision": result.precision,
         "schedule": "time" if params.train.max_minutes else "epochs",
