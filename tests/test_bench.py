@@ -38,15 +38,20 @@ def test_bench_times_stroke_and_mixed_masks_beside_squares(monkeypatch):
     assert result["stroke_bank_s"] > 0
 
 
-def fake_training(calls: list, speed: dict):
-    """A stand-in for measure_training: records (arch, batch) of the gray, square-mask runs and
-    returns `speed[arch] * batch` images/s."""
+def fake_training(calls: list, speed: dict, heads: list | None = None, head_speed: dict | None = None):
+    """A stand-in for measure_training: records (arch, batch) of the gray, square-mask runs (and
+    in `heads` the default model's output head of each) and returns `speed[arch] * batch`
+    images/s, or for the default model `head_speed[head] * batch` where given."""
 
     def measure(model_params, train_params, device, steps, warmup, channels=1, occlusion=None):
+        ours = model_params.arch == "inpaint"
         if channels == 1 and (occlusion is None or occlusion.shape == "square"):
             calls.append((model_params.arch, train_params.batch_size))
+            if heads is not None and ours:
+                heads.append(model_params.head)
+        per_image = (head_speed or {}).get(model_params.head, speed[model_params.arch]) if ours else speed[model_params.arch]
         return {
-            "img_per_s": speed[model_params.arch] * train_params.batch_size,
+            "img_per_s": per_image * train_params.batch_size,
             "checkpoint_mb": 1.0,
             "parameters": 1,
             "mask_setup_s": 0.1,
@@ -70,18 +75,13 @@ def test_the_speedup_over_the_paper_compares_equal_batches(monkeypatch):
 
 def test_the_previous_head_is_timed_beside_the_default(monkeypatch):
     heads = []
-
-    def measure(model_params, train_params, device, steps, warmup, channels=1, occlusion=None):
-        if channels == 1 and (occlusion is None or occlusion.shape == "square") and model_params.arch == "inpaint":
-            heads.append(model_params.head)
-        speed = {"shuffle": 13.7, "transpose": 10.0}.get(model_params.head, 1.0) if model_params.arch == "inpaint" else 0.5
-        return {"img_per_s": speed, "checkpoint_mb": 1.0, "parameters": 1, "mask_setup_s": 0.1, "mask_ms_per_batch": 1.0}
-
+    measure = fake_training([], {"inpaint": 1.0, "paper": 0.5}, heads, head_speed={"shuffle": 13.7, "transpose": 10.0})
     monkeypatch.setattr(bench, "measure_training", measure)
     monkeypatch.setattr(bench, "measure_eval", lambda *args: 100.0)
     result = bench.run(quick=True, device_name="cpu", compile_check=False, prepare=False)
     assert "transpose" in heads and heads[0] == "shuffle"
-    assert result["train_img_per_s_transpose_head"] == 10.0 and result["shuffle_vs_transpose_head"] == 1.37
+    batch = Params().train.batch_size
+    assert result["train_img_per_s_transpose_head"] == 10.0 * batch and result["shuffle_vs_transpose_head"] == 1.37
 
 
 def test_on_a_gpu_the_paper_gets_our_batch_or_the_largest_that_fits():
