@@ -66,6 +66,12 @@ def test_defaults_fill_missing_blocks(tmp_path):
         ({"occlusion": {"shape": "rectangle", "ratio_of": "side"}}, "occlusion.ratio_of", "squares"),
         ({"occlusion": {"shape": "rectangle", "aspect": 0.5}}, "occlusion.aspect", ">= 1"),
         ({"occlusion": {"shape": "strokes", "stroke_width": 0}}, "occlusion.stroke_width", "(0, 1]"),
+        ({"model": {"head": "deconv"}}, "model.head", "unknown value"),
+        ({"model": {"context_kind": "fft"}}, "model.context_kind", "unknown value"),
+        ({"model": {"context": -1}}, "model.context", ">= 0"),
+        ({"train": {"ema": 1.0}}, "train.ema", "[0, 1)"),
+        ({"train": {"probe_points": -1}}, "train.probe_points", ">= 0"),
+        ({"train": {"probe_images": 0}}, "train.probe_images", "> 0"),
     ],
 )
 def test_bad_values_name_the_param(tmp_path, blocks, names_param, says):
