@@ -21,7 +21,7 @@ from vaeinpaint.evaluation.evaluate import diversity, restore, sample_grid, scor
 from vaeinpaint.files import atomic_path, read_json, write_csv, write_json
 from vaeinpaint.modeling.checkpoint import check_fits_pipeline, load_checkpoint, model_from_checkpoint
 from vaeinpaint.modeling.layout import color_of
-from vaeinpaint.modeling.train import select_device
+from vaeinpaint.modeling.device import select_device
 from vaeinpaint.params import load_params, model_path
 
 INPUTS = {"images": paths.IMAGES, "split": paths.SPLIT, "masks": paths.MASKS}

@@ -30,7 +30,8 @@ from vaeinpaint.modeling.distributed import (
     relaunch_with_torchrun,
 )
 from vaeinpaint.modeling.precision import resolve_precision
-from vaeinpaint.modeling.train import fingerprint, interrupted_run, select_device, summary, train_model
+from vaeinpaint.modeling.device import select_device
+from vaeinpaint.modeling.train import fingerprint, interrupted_run, summary, train_model
 from vaeinpaint.params import load_params
 
 INPUTS = {"images": paths.IMAGES, "split": paths.SPLIT, "masks": paths.MASKS}

@@ -16,7 +16,7 @@ from vaeinpaint import paths
 from vaeinpaint.errors import ParamError
 from vaeinpaint.modeling.checkpoint import checkpoint_color, load_checkpoint, model_from_checkpoint
 from vaeinpaint.modeling.model import InpaintVAE
-from vaeinpaint.modeling.train import select_device
+from vaeinpaint.modeling.device import select_device
 
 DEVICES = ("auto", "cpu", "cuda")
 
@@ -57,7 +57,7 @@ def load_model(spec: str, device: str = "auto") -> Model:
 
 
 def select_inpaint_device(name: str) -> torch.device:
-    """`train.select_device`, with errors that name the command's option."""
+    """`modeling.device.select_device`, with errors that name the command's option."""
     if name not in DEVICES:
         raise ParamError(f"--device {name}: must be one of {', '.join(DEVICES)}")
     if name == "cuda" and not torch.cuda.is_available():

@@ -34,7 +34,8 @@ from vaeinpaint.masks.generator import TrainingMasks
 from vaeinpaint.modeling.layout import to_model
 from vaeinpaint.modeling.model import build_model, count_parameters
 from vaeinpaint.modeling.precision import autocast_for, make_scaler
-from vaeinpaint.modeling.train import make_optimizer, select_device, training_step
+from vaeinpaint.modeling.device import select_device
+from vaeinpaint.modeling.train import make_optimizer, training_step
 from vaeinpaint.params import ModelParams, OcclusionParams, Params, TrainParams
 
 SIZE = 100

@@ -47,11 +47,12 @@ import torch
 import torch.nn.functional as F
 
 from vaeinpaint.data.split import split_key
-from vaeinpaint.errors import DataError, ParamError, TrainingError
+from vaeinpaint.errors import DataError, TrainingError
 from vaeinpaint.files import file_hash
 from vaeinpaint.masks.generator import TrainingMasks
 from vaeinpaint.modeling.augment import augment, augment_generator
 from vaeinpaint.modeling.checkpoint import load_checkpoint, model_config, save_checkpoint
+from vaeinpaint.modeling.device import select_device
 from vaeinpaint.modeling.distributed import Distributed, all_max, all_sum, broadcast_buffers, broadcast_object
 from vaeinpaint.modeling.ema import WeightAverage
 from vaeinpaint.modeling.feed import make_feed
@@ -63,14 +64,6 @@ from vaeinpaint.params import Params, TrainParams, augment_ops
 from vaeinpaint.progress import progress
 
 log = logging.getLogger(__name__)
-
-
-def select_device(name: str) -> torch.device:
-    if name == "cuda" and not torch.cuda.is_available():
-        raise ParamError("train.device: 'cuda' requested but no CUDA device is available (use auto or cpu)")
-    if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "cpu"
-    return torch.device(name)
 
 
 def fingerprint(params: Params, input_files: list[Path]) -> str:

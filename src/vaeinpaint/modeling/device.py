@@ -1,0 +1,17 @@
+"""Which device torch computes on: the one choice that training, evaluation, the benchmark and
+inference share, so that `train.device: auto` means the same everywhere."""
+
+from __future__ import annotations
+
+import torch
+
+from vaeinpaint.errors import ParamError
+
+
+def select_device(name: str) -> torch.device:
+    """`auto`: CUDA when there is a device, else the CPU; `cuda` without one is a one-line error."""
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ParamError("train.device: 'cuda' requested but no CUDA device is available (use auto or cpu)")
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    return torch.device(name)
