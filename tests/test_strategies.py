@@ -9,7 +9,7 @@ from PIL import Image
 
 from vaeinpaint.apps.inpaint import completions, enlarge, fill_photo, inpaint_image, model_mask
 from vaeinpaint.apps.models import load_model
-from vaeinpaint.apps.windows import CROP_CONTEXT, CROP_MAX_SCALE, ORIGINAL_MAX_SIDE, TRAINED_HOLE, crop_windows, plan, thickness
+from vaeinpaint.inference.windows import CROP_CONTEXT, CROP_MAX_SCALE, ORIGINAL_MAX_SIDE, TRAINED_HOLE, crop_windows, plan, thickness
 from vaeinpaint.data.images import fit_square, to_gray_u8
 from vaeinpaint.errors import DataError
 

@@ -27,7 +27,7 @@ import torch
 from PIL import Image, UnidentifiedImageError
 
 from vaeinpaint.apps.models import Model, load_model
-from vaeinpaint.apps.windows import STRATEGIES, Window, padded, plan
+from vaeinpaint.inference.windows import STRATEGIES, Window, padded, plan
 from vaeinpaint.data.images import IMAGE_FORMATS, to_gray_u8, to_rgb_u8, upright
 from vaeinpaint.errors import DataError, ParamError
 from vaeinpaint.evaluation.baselines import TELEA_RADIUS, fill_hole

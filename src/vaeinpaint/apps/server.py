@@ -39,7 +39,7 @@ from starlette.middleware.trustedhost import TrustedHostMiddleware
 
 from vaeinpaint.apps.inpaint import DEFAULT_STRATEGY, Photo, TooLarge, baseline_photo, encode, inpaint_image, load_photo, read_mask
 from vaeinpaint.apps.models import ModelChoice, available_models, load_model
-from vaeinpaint.apps.windows import STRATEGIES
+from vaeinpaint.inference.windows import STRATEGIES
 from vaeinpaint.errors import DataError, VaeinpaintError
 
 STATIC_DIR = Path(__file__).parent / "static"
