@@ -6,8 +6,8 @@ from dataclasses import replace
 import pytest
 import torch
 
-from vaeinpaint.bench import __main__ as bench
-from vaeinpaint.bench.__main__ import mask_shapes
+from vaeinpaint.bench import speed as bench
+from vaeinpaint.bench.speed import mask_shapes
 from vaeinpaint.masks import generator
 from vaeinpaint.params import ModelParams, Params
 

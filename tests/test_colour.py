@@ -13,7 +13,8 @@ import yaml
 from PIL import Image
 from skimage.metrics import structural_similarity
 
-from vaeinpaint.apps.inpaint import completions, enlarge, inpaint, model_mask, model_view
+from vaeinpaint.apps.inpaint import inpaint
+from vaeinpaint.inference.engine import completions, enlarge, model_mask, model_view
 from vaeinpaint.data.dataset import read_images, write_prepared
 from vaeinpaint.data.images import prepare_folder
 from vaeinpaint.data.split import assign_split

@@ -13,7 +13,9 @@ import torch.nn as nn
 from PIL import Image, ImageOps
 from typer.testing import CliRunner
 
-from vaeinpaint.apps.inpaint import inpaint, model_mask, random_hole
+from vaeinpaint.apps.inpaint import inpaint
+from vaeinpaint.inference.engine import model_mask
+from vaeinpaint.inference.holes import random_hole
 from vaeinpaint.cli import app
 from vaeinpaint.modeling.checkpoint import model_config, save_checkpoint
 from vaeinpaint.modeling.model import build_model

@@ -13,23 +13,15 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
-from vaeinpaint.apps.inpaint import (
-    DEFAULT_STRATEGY,
-    EmptyMask,
-    MaskSizeError,
-    check_hole_options,
-    check_strategy,
-    encode,
-    hole_from_options,
-    inpaint_image,
-    load_photo,
-    mask_image,
-    sample_paths,
-    write_files,
-)
+from vaeinpaint.apps.inpaint import check_hole_options, hole_from_options
 from vaeinpaint.apps.models import load_model
 from vaeinpaint.data.images import list_image_files
 from vaeinpaint.errors import DataError, ParamError
+from vaeinpaint.inference.encoding import encode, sample_paths, write_files
+from vaeinpaint.inference.engine import inpaint_image
+from vaeinpaint.inference.holes import EmptyMask, MaskSizeError, mask_image
+from vaeinpaint.inference.photos import load_photo
+from vaeinpaint.inference.windows import DEFAULT_STRATEGY, check_strategy
 from vaeinpaint.progress import progress
 
 OUTPUT_SUFFIX = ".png"

@@ -2,7 +2,8 @@
 load a model), and the ones the page's model picker offers.
 
 A spec is a string naming a checkpoint: a file path, or an MLflow model URI (`runs:/RUN_ID/model`,
-`models:/NAME@ALIAS`, `models:/NAME/VERSION`) that `tracking.resolve_checkpoint` downloads.
+`models:/NAME@ALIAS`, `models:/NAME/VERSION`) that `tracking.resolve_checkpoint` downloads; the
+checkpoint file then loads through `inference.load_model_file`.
 """
 
 from __future__ import annotations
@@ -10,29 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-import torch
-
-from vaeinpaint import paths
-from vaeinpaint.errors import ParamError
-from vaeinpaint.modeling.checkpoint import checkpoint_color, load_checkpoint, model_from_checkpoint
-from vaeinpaint.modeling.model import InpaintVAE
-from vaeinpaint.modeling.device import select_device
-
-DEVICES = ("auto", "cpu", "cuda")
-
-
-@dataclass(frozen=True)
-class Model:
-    module: torch.nn.Module  # in eval mode, on `device`
-    size: int  # the square side it was trained at
-    color: str  # what it was trained on: gray or rgb (`prepare.color`)
-    device: torch.device
-    spec: str
-
-    @property
-    def fully_convolutional(self) -> bool:
-        """Runs on any image size (ours); the study's architecture has fully connected layers."""
-        return isinstance(self.module, InpaintVAE)
+from vaeinpaint import paths, tracking
+from vaeinpaint.inference.loading import Model, load_model_file, select_inpaint_device
 
 
 @dataclass(frozen=True)
@@ -44,25 +24,12 @@ class ModelChoice:
 
 def checkpoint_path(spec: str) -> Path:
     """The checkpoint file a spec names (an MLflow model is downloaded once into the cache)."""
-    from vaeinpaint import tracking
-
     return tracking.resolve_checkpoint(spec)
 
 
 def load_model(spec: str, device: str = "auto") -> Model:
-    torch_device = select_inpaint_device(device)
-    state = load_checkpoint(checkpoint_path(spec))
-    module, size = model_from_checkpoint(state, torch_device)
-    return Model(module, size, checkpoint_color(state), torch_device, spec)
-
-
-def select_inpaint_device(name: str) -> torch.device:
-    """`modeling.device.select_device`, with errors that name the command's option."""
-    if name not in DEVICES:
-        raise ParamError(f"--device {name}: must be one of {', '.join(DEVICES)}")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise ParamError("--device cuda: no CUDA device is available (use auto or cpu)")
-    return select_device(name)
+    select_inpaint_device(device)  # a bad --device is refused before anything is downloaded
+    return load_model_file(checkpoint_path(spec), device, spec)
 
 
 def pipeline_spec() -> str:
@@ -85,6 +52,4 @@ def available_models(given: str | None = None) -> list[ModelChoice]:
 def registered_models() -> list[ModelChoice]:
     """MLflow's registered models, aliases first (`models:/vae-inpainting@champion`, then
     `models:/vae-inpainting/3`, ...); none when tracking is off or its store or server is not there."""
-    from vaeinpaint import tracking
-
     return [ModelChoice(uri, uri, uri) for uri in tracking.list_registered_models()]

@@ -37,10 +37,14 @@ from fastapi.staticfiles import StaticFiles
 from starlette.formparsers import MultiPartParser
 from starlette.middleware.trustedhost import TrustedHostMiddleware
 
-from vaeinpaint.apps.inpaint import DEFAULT_STRATEGY, Photo, TooLarge, baseline_photo, encode, inpaint_image, load_photo, read_mask
 from vaeinpaint.apps.models import ModelChoice, available_models, load_model
-from vaeinpaint.inference.windows import STRATEGIES
 from vaeinpaint.errors import DataError, VaeinpaintError
+from vaeinpaint.inference.compose import baseline_photo
+from vaeinpaint.inference.encoding import encode
+from vaeinpaint.inference.engine import inpaint_image
+from vaeinpaint.inference.holes import read_mask
+from vaeinpaint.inference.photos import Photo, TooLarge, load_photo
+from vaeinpaint.inference.windows import DEFAULT_STRATEGY, STRATEGIES
 
 STATIC_DIR = Path(__file__).parent / "static"
 TOKEN_COOKIE = "vaeinpaint_token"

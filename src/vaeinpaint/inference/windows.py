@@ -25,9 +25,10 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from vaeinpaint.errors import DataError
+from vaeinpaint.errors import DataError, ParamError
 
 STRATEGIES = ("resize", "crop", "original")
+DEFAULT_STRATEGY = "crop"  # the best looking on real photos (docs: Inpainting your own pictures)
 CROP_CONTEXT = 2.0  # window side / hole box side: as much known context around as the hole is wide
 CROP_MAX_SCALE = 5.12  # windows wider than this many training sizes (512 px at 100) are shrunk to it
 TRAINED_HOLE = 0.45  # the default training squares (20% of the area) span 45% of the model's side
@@ -107,3 +108,9 @@ def padded(size: int, multiple: int = 16) -> int:
     """The model halves the resolution four times: sides that are a multiple of 16 keep every
     skip connection aligned with its decoder stage."""
     return -(-size // multiple) * multiple
+
+
+def check_strategy(strategy: str) -> None:
+    """Refuse an unknown strategy before any work (the command's and the pyfunc model's check)."""
+    if strategy not in STRATEGIES:
+        raise ParamError(f"--strategy {strategy}: must be one of {', '.join(STRATEGIES)}")

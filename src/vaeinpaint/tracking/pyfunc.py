@@ -34,8 +34,14 @@ from mlflow.types import ColSpec, ParamSchema, ParamSpec, Schema
 from PIL import Image
 
 import vaeinpaint
-from vaeinpaint.apps.inpaint import DEFAULT_STRATEGY
 from vaeinpaint.errors import VaeinpaintError
+from vaeinpaint.inference.encoding import encode
+from vaeinpaint.inference.engine import inpaint_image
+from vaeinpaint.inference.holes import box_hole, parse_box, read_mask
+from vaeinpaint.inference.loading import load_model_file
+from vaeinpaint.inference.photos import load_photo
+from vaeinpaint.inference.windows import DEFAULT_STRATEGY, check_strategy
+from vaeinpaint.modeling.checkpoint import load_checkpoint, save_checkpoint
 
 MODEL_NAME = "model"  # the logged model's name: runs:/RUN_ID/model
 MODEL_CODE = Path(__file__).with_name("model_code.py")
@@ -54,13 +60,9 @@ class InpaintModel(mlflow.pyfunc.PythonModel):
     """`vaeinpaint inpaint` as a pyfunc model (see the module's docstring for the format)."""
 
     def load_context(self, context: Any) -> None:
-        from vaeinpaint.apps.models import load_model
-
-        self.model = load_model(context.artifacts[CHECKPOINT_ARTIFACT])  # weights_only=True, as everywhere
+        self.model = load_model_file(context.artifacts[CHECKPOINT_ARTIFACT])  # weights_only=True, as everywhere
 
     def predict(self, context: Any, model_input: pd.DataFrame, params: dict[str, Any] | None = None) -> pd.DataFrame:
-        from vaeinpaint.apps.inpaint import check_strategy
-
         params = params or {}
         seed, draw, strategy = int(params.get("seed", 0)), bool(params.get("sample", False)), str(params.get("strategy", DEFAULT_STRATEGY))
         try:
@@ -71,8 +73,6 @@ class InpaintModel(mlflow.pyfunc.PythonModel):
         return pd.DataFrame({"image": restored})
 
     def restore(self, row: dict[str, Any], name: str, seed: int, draw: bool, strategy: str) -> bytes:
-        from vaeinpaint.apps.inpaint import box_hole, encode, inpaint_image, load_photo, parse_box, read_mask
-
         photo = load_photo(io.BytesIO(as_bytes(row.get("image"), f"{name}: image")), f"{name}: image")
         mask, box = present(row.get("mask")), present(row.get("box"))
         if (mask is None) == (box is None):
@@ -120,8 +120,6 @@ def input_example(size: int) -> pd.DataFrame:
 
 def inference_checkpoint(state: dict[str, Any], folder: Path) -> Path:
     """The weights and config only (no optimizer state: a third of the size)."""
-    from vaeinpaint.modeling.checkpoint import save_checkpoint
-
     path = folder / "checkpoint.pt"
     save_checkpoint(path, {key: state[key] for key in ("model", "config", "epoch") if key in state})
     return path
@@ -130,7 +128,6 @@ def inference_checkpoint(state: dict[str, Any], folder: Path) -> Path:
 def log_pyfunc_model(run_id: str, checkpoint: Path, step: int = 0) -> Any:
     """Log `checkpoint` to run `run_id` as the pyfunc model `model` (Logged models in the UI;
     `runs:/RUN_ID/model`). Returns MLflow's ModelInfo."""
-    from vaeinpaint.modeling.checkpoint import load_checkpoint
     from vaeinpaint.tracking.store import tracking_uri
 
     state = load_checkpoint(checkpoint)
