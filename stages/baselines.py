@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 
 from vaeinpaint import paths
-from vaeinpaint.cli import run_stage
+from vaeinpaint.console import run_stage
 from vaeinpaint.data.dataset import load_subset, read_images, read_masks, read_split
 from vaeinpaint.data.split import SUBSETS
 from vaeinpaint.evaluation.baselines import evenly_spaced, fill_all

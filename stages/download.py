@@ -3,7 +3,7 @@
 from pathlib import Path
 
 from vaeinpaint import paths
-from vaeinpaint.cli import run_stage
+from vaeinpaint.console import run_stage
 from vaeinpaint.data.sources import acquire
 from vaeinpaint.params import load_params
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import pandas as pd
 
 from vaeinpaint import paths, tracking
-from vaeinpaint.cli import run_stage
+from vaeinpaint.console import run_stage
 from vaeinpaint.data.dataset import load_subset, read_baseline_scores, read_images, read_mask_shares, read_masks, read_split
 from vaeinpaint.data.split import SUBSETS
 from vaeinpaint.evaluation.baselines import evenly_spaced
@@ -20,8 +20,8 @@ from vaeinpaint.evaluation.by_minute import PROBE_COLUMNS, quality_by_minute
 from vaeinpaint.evaluation.evaluate import diversity, restore, sample_grid, score_model, summarize
 from vaeinpaint.files import atomic_path, read_json, write_csv, write_json
 from vaeinpaint.modeling.checkpoint import check_fits_pipeline, load_checkpoint, model_from_checkpoint
-from vaeinpaint.modeling.layout import color_of
 from vaeinpaint.modeling.device import select_device
+from vaeinpaint.modeling.layout import color_of
 from vaeinpaint.params import load_params, model_path
 
 INPUTS = {"images": paths.IMAGES, "split": paths.SPLIT, "masks": paths.MASKS}

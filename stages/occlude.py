@@ -6,7 +6,7 @@ from pathlib import Path
 import pandas as pd
 
 from vaeinpaint import paths
-from vaeinpaint.cli import run_stage
+from vaeinpaint.console import run_stage
 from vaeinpaint.data.dataset import read_split, write_masks
 from vaeinpaint.data.sources import resolve
 from vaeinpaint.data.split import SUBSETS, ids_of

@@ -3,7 +3,7 @@
 from pathlib import Path
 
 from vaeinpaint import paths
-from vaeinpaint.cli import run_stage
+from vaeinpaint.console import run_stage
 from vaeinpaint.data.dataset import write_prepared
 from vaeinpaint.data.images import prepare_folder
 from vaeinpaint.files import write_json

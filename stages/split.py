@@ -3,7 +3,7 @@
 from pathlib import Path
 
 from vaeinpaint import paths
-from vaeinpaint.cli import run_stage
+from vaeinpaint.console import run_stage
 from vaeinpaint.data.dataset import read_index
 from vaeinpaint.data.split import assign_split
 from vaeinpaint.files import write_csv, write_json

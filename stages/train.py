@@ -15,13 +15,14 @@ import pandas as pd
 import torch
 
 from vaeinpaint import paths, tracking
-from vaeinpaint.cli import run_stage
+from vaeinpaint.console import run_stage
 from vaeinpaint.data.dataset import load_subset, read_split
 from vaeinpaint.evaluation.baselines import evenly_spaced
 from vaeinpaint.evaluation.by_minute import Probe, probe_rows
 from vaeinpaint.evaluation.evaluate import restore, sample_grid
 from vaeinpaint.files import read_json, write_csv, write_json
 from vaeinpaint.modeling.checkpoint import save_checkpoint
+from vaeinpaint.modeling.device import select_device
 from vaeinpaint.modeling.distributed import (
     check_same_everywhere,
     close_distributed,
@@ -30,7 +31,6 @@ from vaeinpaint.modeling.distributed import (
     relaunch_with_torchrun,
 )
 from vaeinpaint.modeling.precision import resolve_precision
-from vaeinpaint.modeling.device import select_device
 from vaeinpaint.modeling.train import fingerprint, interrupted_run, summary, train_model
 from vaeinpaint.params import load_params
 

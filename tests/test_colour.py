@@ -14,7 +14,6 @@ from PIL import Image
 from skimage.metrics import structural_similarity
 
 from vaeinpaint.apps.inpaint import inpaint
-from vaeinpaint.inference.engine import completions, enlarge, model_mask, model_view
 from vaeinpaint.data.dataset import read_images, write_prepared
 from vaeinpaint.data.images import prepare_folder
 from vaeinpaint.data.split import assign_split
@@ -22,6 +21,7 @@ from vaeinpaint.errors import DataError, ParamError
 from vaeinpaint.evaluation import metrics
 from vaeinpaint.evaluation.baselines import fill
 from vaeinpaint.evaluation.evaluate import diversity, restore, sample_grid, score, score_model
+from vaeinpaint.inference.engine import completions, enlarge, model_mask, model_view
 from vaeinpaint.masks.generator import occlude
 from vaeinpaint.modeling.checkpoint import check_fits_pipeline, load_checkpoint, model_config, model_from_checkpoint, save_checkpoint
 from vaeinpaint.modeling.model import build_model

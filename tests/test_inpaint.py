@@ -14,9 +14,9 @@ from PIL import Image, ImageOps
 from typer.testing import CliRunner
 
 from vaeinpaint.apps.inpaint import inpaint
+from vaeinpaint.cli import app
 from vaeinpaint.inference.engine import model_mask
 from vaeinpaint.inference.holes import random_hole
-from vaeinpaint.cli import app
 from vaeinpaint.modeling.checkpoint import model_config, save_checkpoint
 from vaeinpaint.modeling.model import build_model
 from vaeinpaint.params import ModelParams

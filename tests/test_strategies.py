@@ -7,12 +7,12 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from vaeinpaint.inference.compose import fill_photo
-from vaeinpaint.inference.engine import completions, enlarge, inpaint_image, model_mask
 from vaeinpaint.apps.models import load_model
-from vaeinpaint.inference.windows import CROP_CONTEXT, CROP_MAX_SCALE, ORIGINAL_MAX_SIDE, TRAINED_HOLE, crop_windows, plan, thickness
 from vaeinpaint.data.images import fit_square, to_gray_u8
 from vaeinpaint.errors import DataError
+from vaeinpaint.inference.compose import fill_photo
+from vaeinpaint.inference.engine import completions, enlarge, inpaint_image, model_mask
+from vaeinpaint.inference.windows import CROP_CONTEXT, CROP_MAX_SCALE, ORIGINAL_MAX_SIDE, TRAINED_HOLE, crop_windows, plan, thickness
 
 WIDTH, HEIGHT = 300, 200
 
@@ -160,7 +160,7 @@ def test_the_commands_default_is_the_engines():
     """cli.py spells the default out (importing the engine there would load torch for every command)."""
     import inspect
 
-    from vaeinpaint.inference.windows import DEFAULT_STRATEGY
     from vaeinpaint.cli import inpaint
+    from vaeinpaint.inference.windows import DEFAULT_STRATEGY
 
     assert inspect.signature(inpaint).parameters["strategy"].default.default == DEFAULT_STRATEGY

@@ -1,52 +1,34 @@
-"""The `vaeinpaint` command, and the one way every stage script reports errors."""
+"""The `vaeinpaint` command. Each subcommand imports what it needs when it runs (torch takes
+seconds to load, and `validate` needs none of it); every one fails the same way
+(`console.fails_in_one_line`: `error: ...`, exit status 2)."""
 
 from __future__ import annotations
 
-import logging
-import sys
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import typer
 
-from vaeinpaint.errors import ParamError, VaeinpaintError
+from vaeinpaint.bench.command import bench
+from vaeinpaint.console import fails_in_one_line, setup_logging
+from vaeinpaint.errors import ParamError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Image inpainting with variational autoencoders.")
-
-
-def setup_logging(verbose: bool = False) -> None:
-    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, format="%(message)s", stream=sys.stderr, force=True)
-    for noisy in ("alembic", "mlflow", "urllib3", "PIL", "matplotlib"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
-
-
-def run_stage(main: Callable[..., Any]) -> None:
-    """Run a stage's typer `main`: bad input (a VaeinpaintError) becomes one line on stderr
-    naming the problem, and exit status 2."""
-    setup_logging()
-    try:
-        typer.run(main)
-    except VaeinpaintError as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise SystemExit(2) from None
+app.command("bench")(fails_in_one_line(bench))
 
 
 @app.command()
+@fails_in_one_line
 def validate(params_file: str = typer.Option("params.yaml", "--params", help="params file to check")) -> None:
     """Check params.yaml and print every param, flattened."""
     from vaeinpaint.params import load_params
 
-    try:
-        params = load_params(params_file)
-    except VaeinpaintError as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(2) from None
+    params = load_params(params_file)
     for key, value in params.flat().items():
         typer.echo(f"{key}: {value}")
 
 
 @app.command()
+@fails_in_one_line
 def inpaint(
     photo: Path = typer.Argument(..., help="the photo (any size; gray, RGB, RGBA, palette or 16-bit), or a folder of photos"),
     output: Path = typer.Option(
@@ -76,26 +58,16 @@ def inpaint(
     ),
 ) -> None:
     """Fill a hole in a photo (or in every photo of a folder) with the trained VAE; pixels outside the hole are kept exactly."""
-    # Imported here, not at the top: torch takes seconds to load and `validate` needs none of it.
     from vaeinpaint.apps.models import pipeline_spec
 
     spec = model or (str(checkpoint) if checkpoint is not None else pipeline_spec())
     options = dict(box=box, ratio=ratio, count=count, shape=shape, seed=seed, samples=samples, device=device, strategy=strategy)
-    try:
-        if model is not None and checkpoint is not None:
-            raise ParamError("--model and --checkpoint: give one of them (--checkpoint is --model for a file)")
-        if photo.is_dir():
-            from vaeinpaint.apps.batch import inpaint_folder
-
-            report = inpaint_folder(photo, output, spec, mask_dir=mask, save_mask_dir=save_mask, **options)
-        else:
-            from vaeinpaint.apps.inpaint import inpaint as inpaint_photo
-
-            written = inpaint_photo(photo, output, spec, mask=mask, save_mask=save_mask, **options)
-    except VaeinpaintError as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(2) from None
+    if model is not None and checkpoint is not None:
+        raise ParamError("--model and --checkpoint: give one of them (--checkpoint is --model for a file)")
     if photo.is_dir():
+        from vaeinpaint.apps.batch import inpaint_folder
+
+        report = inpaint_folder(photo, output, spec, mask_dir=mask, save_mask_dir=save_mask, **options)
         lines = report.summary(output)
         typer.echo(lines[0])
         for line in lines[1:]:
@@ -103,11 +75,14 @@ def inpaint(
         if report.skipped:
             raise typer.Exit(1)
         return
-    for path in written:
+    from vaeinpaint.apps.inpaint import inpaint as inpaint_photo
+
+    for path in inpaint_photo(photo, output, spec, mask=mask, save_mask=save_mask, **options):
         typer.echo(f"wrote {path}")
 
 
 @app.command()
+@fails_in_one_line
 def serve(
     host: str = typer.Option("127.0.0.1", "--host", help="the address to listen on (0.0.0.0: every interface; then set --token)"),
     port: int = typer.Option(7860, "--port", help="the port to listen on"),
@@ -129,17 +104,14 @@ def serve(
     """A local web page (and HTTP API) to restore your own photos: paint the hole, compare, download."""
     from vaeinpaint.apps.server import ServerSettings, run_server
 
-    try:
-        settings = ServerSettings(
-            model=model, token=token, max_pixels=int(max_megapixels * 1e6), max_request_bytes=int(max_request_mb * 1e6), device=device
-        )
-        run_server(settings, host, port)
-    except VaeinpaintError as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(2) from None
+    settings = ServerSettings(
+        model=model, token=token, max_pixels=int(max_megapixels * 1e6), max_request_bytes=int(max_request_mb * 1e6), device=device
+    )
+    run_server(settings, host, port)
 
 
 @app.command()
+@fails_in_one_line
 def register(
     run: str | None = typer.Option(None, "--run", help="the MLflow run whose model to register"),
     best: str | None = typer.Option(
@@ -157,11 +129,7 @@ def register(
     setup_logging()
     from vaeinpaint import tracking
 
-    try:
-        done = tracking.register(run_id=run, metric=best, higher=higher, alias=alias, name=name)
-    except VaeinpaintError as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(2) from None
+    done = tracking.register(run_id=run, metric=best, higher=higher, alias=alias, name=name)
     chosen = f" ({done['metric']})" if "metric" in done else ""
     typer.echo(f"registered {done['source']}{chosen} as {done['uri']}")
     if "alias_uri" in done:

@@ -1,7 +1,7 @@
-"""`python -m vaeinpaint.bench`: the same as `vaeinpaint bench` (`speed.py` measures)."""
+"""`python -m vaeinpaint.bench`: the same as `vaeinpaint bench`."""
 
-from vaeinpaint.bench.speed import main
-from vaeinpaint.cli import run_stage
+from vaeinpaint.bench.command import bench
+from vaeinpaint.console import run_stage
 
 if __name__ == "__main__":
-    run_stage(main)
+    run_stage(bench)

@@ -10,7 +10,6 @@ Exit status 1 if any request failed or was lost.
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import io
 import json
@@ -21,9 +20,12 @@ from urllib.parse import urlsplit
 
 import numpy as np
 import requests
+import typer
 from PIL import Image
 
 from vaeinpaint.apps.server import ServerSettings, background_server, is_loopback
+from vaeinpaint.console import fails_in_one_line
+from vaeinpaint.errors import DataError
 
 
 def request_photo(size: int, seed: int = 0) -> tuple[bytes, bytes, np.ndarray, np.ndarray]:
@@ -110,31 +112,43 @@ def check(answer: requests.Response, pixels: np.ndarray, hole: np.ndarray) -> st
     return "" if np.array_equal(result[~hole], pixels[~hole]) else "pixels outside the hole changed"
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m vaeinpaint.bench.serve", description=__doc__.splitlines()[0])
-    parser.add_argument("--clients", type=int, default=8)
-    parser.add_argument("--requests", type=int, default=50, help="per client")
-    parser.add_argument("--size", type=int, default=256, help="side of the square test photo, px")
-    parser.add_argument("--strategy", default="crop")
-    parser.add_argument("--checkpoint", default=None, help="model for the server this starts (default: the pipeline's)")
-    parser.add_argument("--device", default="auto")
-    parser.add_argument("--url", default=None, help="a running server on loopback instead (e.g. http://127.0.0.1:7860)")
-    args = parser.parse_args(argv)
-    if args.clients < 1 or args.requests < 1:
-        parser.error("--clients and --requests must be at least 1")
-
+def load(
+    clients: int = typer.Option(8, min=1, help="clients sending at once"),
+    requests_: int = typer.Option(50, "--requests", min=1, help="requests per client"),
+    size: int = typer.Option(256, help="side of the square test photo, px"),
+    strategy: str = typer.Option("crop", help="crop, resize or original"),
+    checkpoint: str | None = typer.Option(None, help="model for the server this starts (default: the pipeline's)"),
+    device: str = typer.Option("auto", help="auto, cpu or cuda"),
+    url: str | None = typer.Option(None, help="a running server on loopback instead (e.g. http://127.0.0.1:7860)"),
+) -> None:
+    """Clients sending inpainting requests at once to `vaeinpaint serve` on loopback; exit 1 if any failed."""
     with contextlib.ExitStack() as stack:
-        url = args.url or stack.enter_context(background_server(ServerSettings(model=args.checkpoint, device=args.device)))
-        if args.url is None:
-            health = requests.get(f"{url}/api/health", timeout=30)
+        address = url or stack.enter_context(background_server(ServerSettings(model=checkpoint, device=device)))
+        if url is None:
+            health = requests.get(f"{address}/api/health", timeout=30)
             if health.status_code != 200:
-                print(f"error: {health.json().get('detail')}", file=sys.stderr)
-                return 2
-        report = run_load(url.rstrip("/"), args.clients, args.requests, args.size, args.strategy)
+                raise DataError(f"the server is not ready: {health.json().get('detail')}")
+        report = run_load(address.rstrip("/"), clients, requests_, size, strategy)
     for key, value in report.items():
-        print(f"{key:>20}  {value}")
-    print(json.dumps(report))
-    return 0 if report["ok"] == report["sent"] else 1
+        typer.echo(f"{key:>20}  {value}")
+    typer.echo(json.dumps(report))
+    if report["ok"] != report["sent"]:
+        raise typer.Exit(1)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """The command with these arguments (default: the process's); its exit status."""
+    try:
+        typer_app()(args=argv, prog_name="python -m vaeinpaint.bench.serve")
+    except SystemExit as exc:  # typer's standalone mode always ends with one
+        return int(exc.code or 0)
+    return 0
+
+
+def typer_app() -> typer.Typer:
+    app = typer.Typer(add_completion=False)
+    app.command()(fails_in_one_line(load))
+    return app
 
 
 if __name__ == "__main__":

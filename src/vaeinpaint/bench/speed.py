@@ -1,4 +1,4 @@
-"""`python -m vaeinpaint.bench [--quick]`: how fast, how big, on this machine.
+"""`vaeinpaint bench [--quick]` (or `python -m vaeinpaint.bench`): how fast, how big, on this machine.
 
 Prints a readable table, then as its last line one JSON object. Every figure is measured
 in this run on this device, so figures can be compared as ratios even on a noisy machine:
@@ -22,19 +22,18 @@ from __future__ import annotations
 
 import gc
 import io
-import json
 import time
 from collections.abc import Callable
 from dataclasses import replace
 
 import torch
-import typer
 
+from vaeinpaint.errors import one_line
 from vaeinpaint.masks.generator import TrainingMasks
+from vaeinpaint.modeling.device import select_device
 from vaeinpaint.modeling.layout import to_model
 from vaeinpaint.modeling.model import build_model, count_parameters
 from vaeinpaint.modeling.precision import autocast_for, make_scaler
-from vaeinpaint.modeling.device import select_device
 from vaeinpaint.modeling.train import make_optimizer, training_step
 from vaeinpaint.params import ModelParams, OcclusionParams, Params, TrainParams
 
@@ -230,7 +229,7 @@ def run(
             result["compiled_train_img_per_s"] = round(compiled["img_per_s"], 1)
         except Exception as exc:  # no compiler toolchain: report, don't fail the benchmark
             result["compiled_train_img_per_s"] = None
-            result["compile_error"] = f"{exc.__class__.__name__}: {str(exc).splitlines()[0][:100]}"
+            result["compile_error"] = one_line(exc, 100)
     if prepare:
         from vaeinpaint.bench.prepare import bench_prepare
 
@@ -241,19 +240,3 @@ def run(
 def table(result: dict) -> str:
     width = max(len(k) for k in result)
     return "\n".join(f"{key:<{width}}  {value}" for key, value in result.items())
-
-
-def main(
-    quick: bool = typer.Option(False, "--quick", help="fewer steps and images: under two minutes on 2 CPU cores"),
-    device: str = typer.Option("auto", help="auto | cpu | cuda"),
-    compile_check: bool = typer.Option(None, "--compile/--no-compile", help="also time torch.compile (default: not with --quick)"),
-    prepare: bool = typer.Option(True, "--prepare/--no-prepare", help="also time prepare on 1024x1024 JPEGs"),
-    batch_size: int = typer.Option(0, help="training batch of the default model (0: train.batch_size on CPU, 512 on CUDA)"),
-) -> None:
-    result = run(quick=quick, device_name=device, compile_check=compile_check, prepare=prepare, batch_size=batch_size)
-    typer.echo(table(result))
-    typer.echo(json.dumps(result))
-
-
-if __name__ == "__main__":
-    typer.run(main)

@@ -23,7 +23,7 @@ from pathlib import Path, PurePosixPath
 from typing import IO
 
 from vaeinpaint.data.images import is_image_name
-from vaeinpaint.errors import DataError
+from vaeinpaint.errors import DataError, one_line
 from vaeinpaint.progress import progress
 
 log = logging.getLogger(__name__)
@@ -196,11 +196,11 @@ def open_archive(path: Path) -> Iterator[_ZipArchive | _TarArchive]:
         else:
             raise DataError(f"{path.name}: not a zip or tar archive")
     except (zipfile.BadZipFile, tarfile.TarError, EOFError, OSError) as exc:
-        raise DataError(f"{path.name}: unreadable archive ({exc.__class__.__name__}: {exc})") from None
+        raise DataError(f"{path.name}: unreadable archive ({one_line(exc)})") from None
     try:
         yield archive
     except (zipfile.BadZipFile, tarfile.TarError, EOFError, zlib.error) as exc:
-        raise DataError(f"{path.name}: corrupt archive ({exc.__class__.__name__}: {exc})") from None
+        raise DataError(f"{path.name}: corrupt archive ({one_line(exc)})") from None
     finally:
         archive.close()
 
@@ -254,7 +254,7 @@ def _extract_one(archive: _ZipArchive | _TarArchive, member: Member, root: Path)
         with os.fdopen(fd, "wb") as out, archive.open(member) as src:
             written = _copy_capped(src, out, member.size)
     except OSError as exc:
-        raise DataError(f"archive member {member.name!r}: cannot extract ({exc.__class__.__name__}: {exc})") from None
+        raise DataError(f"archive member {member.name!r}: cannot extract ({one_line(exc)})") from None
     if written != member.size:
         raise DataError(f"archive member {member.name!r}: {written} bytes where its header says {member.size}")
 

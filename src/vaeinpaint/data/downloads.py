@@ -18,7 +18,7 @@ import urllib.parse
 import urllib.request
 from pathlib import Path, PurePosixPath
 
-from vaeinpaint.errors import DataError
+from vaeinpaint.errors import DataError, one_line
 from vaeinpaint.files import file_hash
 from vaeinpaint.progress import progress_enabled
 
@@ -83,7 +83,7 @@ class ResumableDownloader:
                 stalls = 0 if self._size() > before else stalls + 1
                 if stalls > self.retries:
                     raise DataError(
-                        f"{url}: download failed {stalls} times in a row without progress ({exc.__class__.__name__}: {exc}); "
+                        f"{url}: download failed {stalls} times in a row without progress ({one_line(exc)}); "
                         f"run again to resume from byte {self._size()}"
                     ) from None
                 wait = min(self.backoff_s * 2**stalls, 60.0)
@@ -212,7 +212,7 @@ def retrieve(url: str, sha256: str = "", *, retries: int = 5, backoff_s: float =
                 ) from None
             raise DataError(f"{url}: {exc}") from None
         except requests.RequestException as exc:
-            raise DataError(f"{url}: download failed ({exc.__class__.__name__}: {exc})") from None
+            raise DataError(f"{url}: download failed ({one_line(exc)})") from None
     return Path(path)
 
 

@@ -24,7 +24,7 @@ from PIL import Image
 from vaeinpaint.data.archives import ImageChooser, extract_images
 from vaeinpaint.data.downloads import cache_dir, retrieve, verify_local
 from vaeinpaint.data.images import IMAGE_EXTENSIONS, SOURCE_FILE, list_image_files
-from vaeinpaint.errors import DataError
+from vaeinpaint.errors import DataError, one_line
 from vaeinpaint.files import atomic_dir, file_hash, write_json
 from vaeinpaint.params import DataParams
 from vaeinpaint.progress import progress, progress_enabled
@@ -315,7 +315,7 @@ def kaggle_archive(dataset: str = ANIMALS10_DATASET) -> Path:
     try:
         api.dataset_download_files(dataset, path=str(folder), unzip=False, quiet=not progress_enabled())
     except Exception as exc:
-        raise DataError(f"data.source: Kaggle download of {dataset} failed ({exc.__class__.__name__}: {exc})") from None
+        raise DataError(f"data.source: Kaggle download of {dataset} failed ({one_line(exc)})") from None
     archive = folder / f"{dataset.split('/')[1]}.zip"
     if not archive.is_file():
         raise DataError(f"data.source: the Kaggle download of {dataset} did not produce {archive}")

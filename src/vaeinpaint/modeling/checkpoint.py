@@ -17,12 +17,11 @@ from typing import Any
 
 import torch
 
-from vaeinpaint.errors import DataError
+from vaeinpaint.errors import DataError, one_line
 from vaeinpaint.files import atomic_path
 from vaeinpaint.modeling.layout import CHANNELS
 from vaeinpaint.modeling.model import build_model
 from vaeinpaint.params import ModelParams
-
 
 # What the model params added later meant before they existed: a checkpoint without one of
 # them was trained with this value (today's default may differ).
@@ -43,8 +42,7 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu", 
     try:
         state = torch.load(path, map_location=map_location, weights_only=True, mmap=mmap)
     except Exception as exc:  # torch raises many types for corrupt or unsafe files
-        first_line = (str(exc).strip().splitlines() or [""])[0][:120]  # an empty file's EOFError has no message
-        raise DataError(f"checkpoint: {path} cannot be loaded safely ({exc.__class__.__name__}: {first_line})") from None
+        raise DataError(f"checkpoint: {path} cannot be loaded safely ({one_line(exc, 120)})") from None
     if not isinstance(state, dict) or "model" not in state or "config" not in state:
         raise DataError(f"checkpoint: {path} is not a vaeinpaint checkpoint (no model or config)")
     return state
@@ -73,8 +71,7 @@ def model_from_checkpoint(state: dict[str, Any], device: str | torch.device = "c
         model.load_state_dict(state["model"])
         size = int(config["size"])
     except (KeyError, TypeError, ValueError, RuntimeError) as exc:  # another architecture, or a foreign file
-        first_line = str(exc).strip().splitlines()[0][:160] if str(exc).strip() else exc.__class__.__name__
-        raise DataError(f"checkpoint: does not match this version's models ({first_line})") from None
+        raise DataError(f"checkpoint: does not match this version's models ({one_line(exc)})") from None
     return model.to(device).eval(), size
 
 

@@ -7,7 +7,7 @@ import os
 from typing import Any
 from urllib.parse import urlparse
 
-from vaeinpaint.errors import TrackingError
+from vaeinpaint.errors import TrackingError, one_line
 from vaeinpaint.paths import MLFLOW_DB, project_root
 
 # mlflow sets up its own logger when imported; keep its routine INFO lines out of stage output.
@@ -52,7 +52,7 @@ def unreachable_reason(uri: str, timeout: float = REACH_TIMEOUT_S) -> str | None
     try:
         requests.get(uri.rstrip("/") + "/health", timeout=timeout)
     except requests.RequestException as exc:
-        return f"{exc.__class__.__name__}: {str(exc).splitlines()[0][:160]}" if str(exc) else exc.__class__.__name__
+        return one_line(exc)
     return None
 
 
