@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 import yaml
 
@@ -53,12 +54,56 @@ def synthetic_images(n: int, size: int, seed: int = 0) -> np.ndarray:
     return np.rint(np.stack(images) * 255).astype(np.uint8)
 
 
+class TinyProject:
+    """A project folder for tests: a `dvc.yaml` with no stages (which makes the folder the project
+    root, as `paths.project_root` finds it), a `params.yaml` written on demand, the data files
+    stages read, made small, and the stage scripts run as DVC runs them."""
+
+    def __init__(self, root: Path):
+        self.root = root
+        root.mkdir(parents=True, exist_ok=True)
+        (root / "dvc.yaml").write_text("stages: {}\n")
+
+    def params(self, blocks: dict) -> TinyProject:
+        """params.yaml with just these blocks (the code's defaults fill the rest)."""
+        (self.root / "params.yaml").write_text(yaml.safe_dump(blocks, sort_keys=False))
+        return self
+
+    def split(self, n_train: int, n_test: int) -> list[str]:
+        """data/split/split.csv for n_train + n_test images; their ids."""
+        ids = [f"{i:016x}" for i in range(n_train + n_test)]
+        (self.root / "data/split").mkdir(parents=True, exist_ok=True)
+        pd.DataFrame({"id": ids, "row": range(len(ids)), "subset": ["train"] * n_train + ["test"] * n_test}).to_csv(
+            self.root / "data/split/split.csv", index=False
+        )
+        return ids
+
+    def run(self, stage: str, **env: str) -> subprocess.CompletedProcess:
+        """stages/STAGE.py in this folder, tracking off unless `env` turns it on; never raises."""
+        return subprocess.run(
+            [sys.executable, str(ROOT / "stages" / f"{stage}.py")],
+            cwd=self.root,
+            env=run_env(**{"VAEINPAINT_TRACKING": "0", **env}),
+            capture_output=True,
+            text=True,
+        )
+
+    def tree(self) -> list[str]:
+        """Every file and folder under the project, relative: what a failed stage must leave as it was."""
+        return sorted(p.relative_to(self.root).as_posix() for p in self.root.rglob("*"))
+
+
 @pytest.fixture
-def project_dir(tmp_path, monkeypatch) -> Path:
-    """An empty project folder as the working directory and project root."""
-    (tmp_path / "dvc.yaml").write_text("stages: {}\n")
-    monkeypatch.chdir(tmp_path)
-    return tmp_path
+def tiny_project(tmp_path) -> TinyProject:
+    """A tiny project at tmp_path (see `TinyProject`); the working directory stays where it is."""
+    return TinyProject(tmp_path)
+
+
+@pytest.fixture
+def project_dir(tiny_project, monkeypatch) -> Path:
+    """A tiny project's folder as the working directory and project root."""
+    monkeypatch.chdir(tiny_project.root)
+    return tiny_project.root
 
 
 def run_env(**extra: str) -> dict[str, str]:

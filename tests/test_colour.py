@@ -2,11 +2,7 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
-
 import numpy as np
-import pandas as pd
 import pytest
 import torch
 import yaml
@@ -29,7 +25,7 @@ from vaeinpaint.modeling.train import ssim_map, train_model
 from vaeinpaint.params import ModelParams, SplitParams, load_params
 
 from _samples import encode
-from conftest import ROOT, run_env, synthetic_images, tiny_params
+from conftest import synthetic_images, tiny_params
 
 RED, GREEN, BLUE, GRAY = (220, 20, 30), (10, 200, 40), (25, 35, 210), (128, 128, 128)
 
@@ -286,17 +282,6 @@ def test_colour_sample_grid_and_scores():
 # --- stages: bad input is one line, exit 2, nothing written -----------------------------
 
 
-def run_stage(name: str, cwd, params: dict):
-    (cwd / "params.yaml").write_text(yaml.safe_dump(params))
-    return subprocess.run(
-        [sys.executable, str(ROOT / "stages" / f"{name}.py")], cwd=cwd, env=run_env(VAEINPAINT_TRACKING="0"), capture_output=True, text=True
-    )
-
-
-def tree(folder) -> list[str]:
-    return sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*"))
-
-
 @pytest.mark.parametrize(
     "prepare, message",
     [
@@ -304,42 +289,37 @@ def tree(folder) -> list[str]:
         ({"size": 640}, "error: prepare.size: must be between 32 and 512 pixels, got 640"),
     ],
 )
-def test_prepare_refuses_bad_colour_and_size(tmp_path, prepare, message):
-    (tmp_path / "dvc.yaml").write_text("stages: {}\n")
-    (tmp_path / "data/raw").mkdir(parents=True)
-    Image.fromarray(quadrants(40)).save(tmp_path / "data/raw/a.png")
-    before = tree(tmp_path)
-    out = run_stage("prepare", tmp_path, {"prepare": prepare})
+def test_prepare_refuses_bad_colour_and_size(tiny_project, prepare, message):
+    (tiny_project.root / "data/raw").mkdir(parents=True)
+    Image.fromarray(quadrants(40)).save(tiny_project.root / "data/raw/a.png")
+    before = tiny_project.tree()
+    out = tiny_project.params({"prepare": prepare}).run("prepare")
     assert out.returncode == 2 and out.stderr.strip() == message
-    assert tree(tmp_path) == sorted(before + ["params.yaml"])
+    assert tiny_project.tree() == sorted(before + ["params.yaml"])
 
 
-def test_evaluate_refuses_a_colour_checkpoint_in_a_gray_pipeline(tmp_path):
+def test_evaluate_refuses_a_colour_checkpoint_in_a_gray_pipeline(tiny_project):
     """The pipeline's prepared images are gray; a colour model put in data/model is refused
     before anything is restored or written."""
-    (tmp_path / "dvc.yaml").write_text("stages: {}\n")
+    tmp_path = tiny_project.root
     n, size = 10, 32
-    ids = [f"{i:016x}" for i in range(n)]
     (tmp_path / "data/prepared").mkdir(parents=True)
     np.save(tmp_path / "data/prepared/images.npy", synthetic_images(n, size))
-    (tmp_path / "data/split").mkdir(parents=True)
-    pd.DataFrame({"id": ids, "row": range(n), "subset": ["train"] * 8 + ["test"] * 2}).to_csv(
-        tmp_path / "data/split/split.csv", index=False
-    )
+    tiny_project.split(8, 2)
     (tmp_path / "data/masks").mkdir(parents=True)
     np.savez(tmp_path / "data/masks/masks.npz", train=np.zeros((8, size, size), np.uint8), test=np.zeros((2, size, size), np.uint8))
     params = ModelParams(width=4, latent_channels=2)
     save_checkpoint(
         tmp_path / "data/model/checkpoint.pt", {"model": build_model(params, 3).state_dict(), "config": model_config(params, size, "rgb")}
     )
-    before = tree(tmp_path)
-    out = run_stage("evaluate", tmp_path, {"prepare": {"size": size}, "model": {"width": 4, "latent_channels": 2}})
+    before = tiny_project.tree()
+    out = tiny_project.params({"prepare": {"size": size}, "model": {"width": 4, "latent_channels": 2}}).run("evaluate")
     assert out.returncode == 2
     assert out.stderr.strip().startswith(
         "error: checkpoint: data/model/checkpoint.pt was trained on rgb images, but prepare.color is 'gray' here"
     ), out.stderr
     assert out.stderr.count("\n") == 1
-    assert tree(tmp_path) == sorted(before + ["params.yaml"])  # no metrics/, no data/eval
+    assert tiny_project.tree() == sorted(before + ["params.yaml"])  # no metrics/, no data/eval
 
 
 # --- vaeinpaint inpaint with a colour checkpoint ----------------------------------------

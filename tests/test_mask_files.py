@@ -3,7 +3,6 @@
 import importlib.util
 import json
 import subprocess
-import sys
 
 import numpy as np
 import pandas as pd
@@ -17,7 +16,7 @@ from vaeinpaint.masks.generator import occlude
 from vaeinpaint.params import OcclusionParams
 
 from _samples import encode, make_zip, truncated_jpeg
-from conftest import ROOT, run_env
+from conftest import ROOT, TinyProject
 
 
 def stripes(width: int, height: int) -> np.ndarray:
@@ -118,26 +117,14 @@ def test_occlude_assigns_file_masks(tmp_path):
 
 
 def run_occlude(project, occlusion: dict) -> subprocess.CompletedProcess:
-    (project / "params.yaml").write_text(yaml.safe_dump({"prepare": {"size": 32}, "occlusion": occlusion}))
-    return subprocess.run(
-        [sys.executable, str(ROOT / "stages" / "occlude.py")],
-        cwd=project,
-        env=run_env(VAEINPAINT_TRACKING="0"),
-        capture_output=True,
-        text=True,
-    )
+    return TinyProject(project).params({"prepare": {"size": 32}, "occlusion": occlusion}).run("occlude")
 
 
 @pytest.fixture
-def project(tmp_path):
+def project(tiny_project):
     """A project folder with a split of 30 images, ready for the occlude stage."""
-    (tmp_path / "dvc.yaml").write_text("stages: {}\n")
-    (tmp_path / "data/split").mkdir(parents=True)
-    ids = [f"{i:016x}" for i in range(30)]
-    pd.DataFrame({"id": ids, "row": range(30), "subset": ["train"] * 24 + ["test"] * 6}).to_csv(
-        tmp_path / "data/split/split.csv", index=False
-    )
-    return tmp_path
+    tiny_project.split(24, 6)
+    return tiny_project.root
 
 
 def load_stage(name: str):

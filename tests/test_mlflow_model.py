@@ -23,7 +23,7 @@ from vaeinpaint.modeling.checkpoint import model_config, save_checkpoint
 from vaeinpaint.modeling.model import build_model
 from vaeinpaint.params import ModelParams
 
-from conftest import run_env
+from conftest import TinyProject, run_env
 
 pytestmark = pytest.mark.slow
 
@@ -42,7 +42,7 @@ def make_checkpoint(path: Path, seed: int) -> Path:
 def store(tmp_path_factory):
     """A project with a SQLite store holding RUNS; yields (project, {name: (run_id, checkpoint)})."""
     project = tmp_path_factory.mktemp("registry")
-    (project / "dvc.yaml").write_text("stages: {}\n")
+    TinyProject(project)
     patch = pytest.MonkeyPatch()
     patch.chdir(project)
     patch.setenv("VAEINPAINT_TRACKING", "1")

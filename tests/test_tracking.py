@@ -16,7 +16,7 @@ from vaeinpaint.tracking import registry, runs
 from vaeinpaint.tracking.lineage import prepared_datasets, run_tags
 from vaeinpaint.tracking.runs import Run
 
-from conftest import ROOT, run_env
+from conftest import ROOT, TinyProject, run_env
 
 
 def test_store_is_anchored_to_dvc_root_not_the_working_directory(tmp_path, monkeypatch):
@@ -30,7 +30,7 @@ def test_store_is_anchored_to_dvc_root_not_the_working_directory(tmp_path, monke
 
 
 def test_without_dvc_the_root_is_the_folder_holding_dvc_yaml(tmp_path, monkeypatch):
-    (tmp_path / "dvc.yaml").write_text("stages: {}\n")
+    TinyProject(tmp_path)
     (tmp_path / "stages").mkdir()
     monkeypatch.chdir(tmp_path / "stages")
     assert tracking.tracking_uri() == f"sqlite:///{tmp_path.resolve()}/mlflow.db"
