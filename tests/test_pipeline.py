@@ -164,6 +164,35 @@ def test_evaluate_only_param_does_not_retrain(project, repro):
     assert stages_run(out.stdout) == {"evaluate"}
 
 
+def test_params_that_change_no_output_rerun_nothing(project, repro):
+    """What MLflow logs (train.image_every), where nodes meet, and how many processes decode or
+    fill change no output DVC keeps: dvc.yaml lists params key by key to leave them out."""
+    before = (project / "params.yaml").read_text()
+    params = yaml.safe_load(before)
+    params["train"].update(image_every=7, rdzv_endpoint="node0:29400")
+    params["prepare"]["workers"] = 1
+    params["baselines"]["workers"] = 1
+    (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    try:
+        status = sh("dvc", "status", cwd=project)
+        assert "up to date" in status.stdout, status.stdout
+    finally:
+        (project / "params.yaml").write_text(before)
+
+
+def test_a_number_as_dvc_writes_it_is_accepted(project, repro):
+    """`-S train.resident_fraction=1e-9` goes into params.yaml as `1e-09`, which YAML reads as a
+    string: the params code takes it as the number it is (the set is then streamed)."""
+    sh("git", "add", "-A", cwd=project)
+    sh("git", "commit", "-qm", "before the streaming experiment", cwd=project)
+    exp = sh("dvc", "exp", "run", "-n", "streamed", "-S", "train.resident_fraction=1e-9", cwd=project)
+    assert "1e-09" in (project / "params.yaml").read_text()
+    assert stages_run(exp.stdout) == {"train", "evaluate"}
+    assert json.loads((project / "metrics/train.json").read_text())["streamed"] is True
+    sh("git", "checkout", "--", "params.yaml", "dvc.lock", cwd=project)
+    sh("dvc", "checkout", "--force", cwd=project)
+
+
 def test_dvc_plots_show_renders_the_loss_curve_and_the_sample_grid(project, repro):
     out = sh("dvc", "plots", "show", "-o", "plots", cwd=project)
     page = (project / "plots/index.html").read_text()

@@ -112,3 +112,30 @@ def test_the_deps_check_sees_a_missing_module(monkeypatch):
 def test_module_names_follow_the_files():
     assert module_name(SRC / "vaeinpaint" / "apps" / "server.py") == "vaeinpaint.apps.server"
     assert module_name(SRC / "vaeinpaint" / "inference" / "__init__.py") == "vaeinpaint.inference"
+
+
+# Params that change no output DVC keeps, left out of the stages that read their block.
+CHANGES_NO_OUTPUT = {
+    "prepare.workers": "how many processes decode",
+    "baselines.workers": "how many processes fill",
+    "train.image_every": "what MLflow logs",
+    "train.rdzv_endpoint": "where the nodes meet",
+}
+
+
+def test_blocks_listed_key_by_key_leave_out_only_what_changes_no_output():
+    """A stage that reads its own block lists it key by key, every key but those above: a new
+    param is then either listed or said here to change nothing."""
+    from vaeinpaint.params import Params
+
+    every = set(Params().flat())
+    for block in ("prepare", "baselines", "train"):
+        listed = {p for p in DVC["stages"][block]["params"] if isinstance(p, str)}
+        keys = {k for k in every if k.startswith(block + ".")}
+        assert keys - listed == {k for k in CHANGES_NO_OUTPUT if k.startswith(block + ".")}, block
+        assert listed & keys == listed - {p for p in listed if not p.startswith(block + ".")}, block
+
+
+def test_train_does_not_rerun_for_what_mlflow_logs():
+    assert "train.image_every" not in DVC["stages"]["train"]["params"]
+    assert "train" not in DVC["stages"]["train"]["params"]
