@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import json
 import sys
@@ -343,7 +342,7 @@ def test_folder_limit_spreads_over_class_folders(tmp_path, project):
 )
 def test_data_params_are_checked(data, message):
     with pytest.raises(ParamError, match=message):
-        validate(Params(data=dataclasses.replace(DataParams(), **data)))
+        validate(Params(data=DataParams().model_copy(update=data)))
 
 
 @pytest.mark.parametrize(

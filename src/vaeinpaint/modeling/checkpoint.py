@@ -11,7 +11,6 @@ written before a model param existed are built with the value that param had the
 
 from __future__ import annotations
 
-import dataclasses
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +21,6 @@ from vaeinpaint.files import atomic_path
 from vaeinpaint.modeling.layout import CHANNELS
 from vaeinpaint.modeling.model import build_model
 from vaeinpaint.params import ModelParams
-
 
 # What the model params added later meant before they existed: a checkpoint without one of
 # them was trained with this value (today's default may differ).
@@ -51,7 +49,7 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu", 
 
 
 def model_config(params: ModelParams, size: int, color: str = "gray") -> dict[str, Any]:
-    return {"model": dataclasses.asdict(params), "size": size, "color": color}
+    return {"model": params.model_dump(), "size": size, "color": color}
 
 
 def checkpoint_color(state: dict[str, Any]) -> str:
