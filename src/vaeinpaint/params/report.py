@@ -38,10 +38,11 @@ def first_error(exc: ValidationError, root: type[BaseModel], names: dict[str, st
     if ctx.get("at"):
         loc.append(ctx["at"])  # a model-level rule about one of its fields
     message = _message(error, root, loc, names is not None)
-    if names is not None:
-        where = " ".join(str(part) for part in (names.get(loc[-1], loc[-1]) if loc else "", _shown(error, ctx)) if part != "")
-    else:
+    if names is None:
         where = ctx.get("label") or ".".join(loc)
+    else:
+        option = names.get(loc[-1], loc[-1]) if loc else ""
+        where = " ".join(str(part) for part in (option, _shown(error, ctx)) if part != "")
     return f"{where}: {message}" if where else message
 
 
