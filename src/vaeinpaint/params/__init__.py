@@ -121,9 +121,10 @@ def load_params(path: str | Path = "params.yaml", *, check_paths: bool = True, b
     return _validated(raw, check_paths, project_root() if base is None else base)
 
 
-def from_dict(raw: dict[str, Any]) -> Params:
-    """Params from a mapping of blocks (as params.yaml reads), checked without looking at files."""
-    return _validated(raw, False, Path("."))
+def from_dict(raw: dict[str, Any], *, check_paths: bool = False, base: Path = Path(".")) -> Params:
+    """Params from a mapping of blocks (as params.yaml reads); files it names are looked at
+    only with `check_paths` (relative ones from `base`)."""
+    return _validated(raw, check_paths, base)
 
 
 def validate(params: Params, *, check_paths: bool = True, base: Path = Path(".")) -> None:
