@@ -1,8 +1,6 @@
 """`python -m vaeinpaint.bench`: the mask rows (strokes and mixed beside squares); the
 speed-up over the study's architecture at equal batches; evaluation timed after warm-up."""
 
-from dataclasses import replace
-
 import pytest
 import torch
 
@@ -15,8 +13,10 @@ from vaeinpaint.params import ModelParams, Params
 def test_bench_times_stroke_and_mixed_masks_beside_squares(monkeypatch):
     monkeypatch.setattr(generator, "BANK_SIZE", 64)  # the bank's size does not change a step's cost
     defaults = Params()
-    defaults = replace(defaults, model=replace(defaults.model, width=8, latent_channels=4))  # a tiny model: fast, same masks
-    train = replace(defaults.train, batch_size=4, precision="fp32")
+    defaults = defaults.model_copy(
+        update={"model": defaults.model.model_copy(update={"width": 8, "latent_channels": 4})}
+    )  # a tiny model: fast, same masks
+    train = defaults.train.model_copy(update={"batch_size": 4, "precision": "fp32"})
     cpu = torch.device("cpu")
     squares = {"img_per_s": 250.0, "mask_ms_per_batch": 1.5}  # as measure_training reports them for squares
     result = mask_shapes(defaults, train, cpu, 2, 1, squares["img_per_s"], squares["mask_ms_per_batch"])

@@ -134,7 +134,7 @@ def test_masks_are_deterministic_and_stay_when_images_are_added(params):
     assert np.array_equal(a.masks, occlude(IDS, 64, params).masks)
     grown = occlude(["ffffffffffffffff"] + IDS[10:] + ["eeeeeeeeeeeeeeee"], 64, params)
     assert np.array_equal(a.masks[10:], grown.masks[1:-1])  # each image keeps its mask
-    other = occlude(IDS, 64, OcclusionParams(**{**params.__dict__, "seed": 9}))
+    other = occlude(IDS, 64, OcclusionParams(**{**params.model_dump(), "seed": 9}))
     if params.position == "random":
         assert not np.array_equal(a.masks, other.masks)
     assert len({m.tobytes() for m in a.masks}) > len(IDS) // 2 or params.position == "center"

@@ -68,7 +68,12 @@ def test_kl_is_zero_at_the_prior_and_positive_elsewhere():
 
 
 def test_every_head_and_context_module_keeps_the_shape_at_odd_sizes():
-    for kwargs in ({"head": "shuffle"}, {"head": "transpose"}, {"context": 3, "attention": True}, {"context": 2, "context_kind": "fourier"}):
+    for kwargs in (
+        {"head": "shuffle"},
+        {"head": "transpose"},
+        {"context": 3, "attention": True},
+        {"context": 2, "context_kind": "fourier"},
+    ):
         for channels in (1, 3):
             model = InpaintVAE(width=8, latent_channels=4, channels=channels, **kwargs)
             for size in (37, 64):

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import json
 import sys
@@ -15,7 +14,7 @@ from vaeinpaint.data import downloads, sources
 from vaeinpaint.data.images import prepare_folder
 from vaeinpaint.data.sources import acquire
 from vaeinpaint.errors import DataError, ParamError
-from vaeinpaint.params import DataParams, Params, validate
+from vaeinpaint.params import DataParams, Params, from_dict, validate
 
 from _samples import cmyk_jpeg, encode, exif_rotated_jpeg, jpeg, make_zip, photo, png16, rgba_png, truncated_jpeg
 from conftest import sha256
@@ -343,7 +342,7 @@ def test_folder_limit_spreads_over_class_folders(tmp_path, project):
 )
 def test_data_params_are_checked(data, message):
     with pytest.raises(ParamError, match=message):
-        validate(Params(data=dataclasses.replace(DataParams(), **data)))
+        from_dict({"data": data}, check_paths=True)
 
 
 @pytest.mark.parametrize(

@@ -24,7 +24,6 @@ import gc
 import io
 import time
 from collections.abc import Callable
-from dataclasses import replace
 
 import torch
 
@@ -161,7 +160,9 @@ def mask_shapes(
     masks alone for each shape; and the stroke bank's setup time."""
     result = {"mask_ms_per_batch_squares": round(squares_mask_ms, 2)}
     for shape in ("strokes", "mixed"):
-        measured = measure_training(defaults.model, train_params, device, steps, warmup, occlusion=replace(defaults.occlusion, shape=shape))
+        measured = measure_training(
+            defaults.model, train_params, device, steps, warmup, occlusion=defaults.occlusion.model_copy(update={"shape": shape})
+        )
         result[f"train_img_per_s_{shape}"] = round(measured["img_per_s"], 1)
         result[f"{shape}_vs_squares"] = round(measured["img_per_s"] / squares, 3)
         result[f"mask_ms_per_batch_{shape}"] = round(measured["mask_ms_per_batch"], 2)
@@ -183,15 +184,20 @@ def run(
         steps, warmup = (20, 5) if quick else (100, 10)
     # A GPU needs bigger batches than the CPU default to be busy: 512 unless told otherwise.
     batch_size = batch_size or (defaults.train.batch_size if cpu else 512)
-    ours_train = replace(defaults.train, batch_size=batch_size)
+    ours_train = defaults.train.model_copy(update={"batch_size": batch_size})
     ours = measure_training(defaults.model, ours_train, device, steps, warmup)
     colour = measure_training(defaults.model, ours_train, device, steps, warmup, channels=3)
-    transpose_head = measure_training(replace(defaults.model, head="transpose"), ours_train, device, steps, warmup)
+    transpose_head = measure_training(defaults.model.model_copy(update={"head": "transpose"}), ours_train, device, steps, warmup)
 
     paper_steps = ((1, 1) if quick else (3, 1)) if cpu else (steps, warmup)
 
     def paper_at(batch: int) -> dict:
-        return measure_training(replace(defaults.model, arch="paper"), replace(defaults.train, batch_size=batch), device, *paper_steps)
+        return measure_training(
+            defaults.model.model_copy(update={"arch": "paper"}),
+            defaults.train.model_copy(update={"batch_size": batch}),
+            device,
+            *paper_steps,
+        )
 
     if cpu:  # ~1 image/s on a CPU: a few images are enough to time it, and our batch would take minutes
         paper_batch = min(batch_size, 4 if quick else 8)
@@ -201,7 +207,7 @@ def run(
     eval_steps = ((3, 2) if quick else (10, 3)) if cpu else (50, 10)  # timed passes, warm-up passes
     same_batch = ours
     if paper_batch != batch_size:  # ours at the paper's batch too: the speed-up compares equal batches
-        same_batch = measure_training(defaults.model, replace(ours_train, batch_size=paper_batch), device, steps, warmup)
+        same_batch = measure_training(defaults.model, ours_train.model_copy(update={"batch_size": paper_batch}), device, steps, warmup)
     result = {
         "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
         "torch": torch.__version__,
@@ -225,7 +231,7 @@ def run(
     }
     if compile_check if compile_check is not None else not quick:
         try:
-            compiled = measure_training(defaults.model, replace(ours_train, compile=True), device, steps, warmup + 2)
+            compiled = measure_training(defaults.model, ours_train.model_copy(update={"compile": True}), device, steps, warmup + 2)
             result["compiled_train_img_per_s"] = round(compiled["img_per_s"], 1)
         except Exception as exc:  # no compiler toolchain: report, don't fail the benchmark
             result["compiled_train_img_per_s"] = None

@@ -17,7 +17,6 @@ rectangle, half and half, as LaMa mixes its mask kinds), `files` (`files.py`). W
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -76,7 +75,7 @@ def draw(params: OcclusionParams, height: int, width: int, key: str) -> Drawn:
     rng = stroke_rng(params.seed, key) if shape in ("strokes", "mixed") else None
     if shape == "mixed":
         shape = "strokes" if rng.random() < MIXED_STROKES else "rectangle"
-        params = dataclasses.replace(params, shape=shape)
+        params = params.model_copy(update={"shape": shape})
     if shape == "strokes":
         return Drawn(stroke_mask(height, width, params.ratio, Brush.of(params), rng), "strokes")
     drawn = boxes(1, params, (height, width), image_generator(params.seed, key))
@@ -163,7 +162,7 @@ class TrainingMasks:
         strokes = self.bank.sample(n, generator)
         if shape != "mixed":
             return strokes
-        rectangle = dataclasses.replace(self.params, shape="rectangle")
+        rectangle = self.params.model_copy(update={"shape": "rectangle"})
         boxed = boxes_to_masks(boxes(n, rectangle, self.size, generator, self.device, self.sync_free), self.size)
         use_strokes = torch.rand(n, generator=generator, device=self.device) < MIXED_STROKES
         return torch.where(use_strokes[:, None, None, None], strokes, boxed)

@@ -11,7 +11,6 @@ written before a model param existed are built with the value that param had the
 
 from __future__ import annotations
 
-import dataclasses
 from pathlib import Path
 from typing import Any
 
@@ -49,7 +48,7 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu", 
 
 
 def model_config(params: ModelParams, size: int, color: str = "gray") -> dict[str, Any]:
-    return {"model": dataclasses.asdict(params), "size": size, "color": color}
+    return {"model": params.model_dump(), "size": size, "color": color}
 
 
 def checkpoint_color(state: dict[str, Any]) -> str:

@@ -30,7 +30,6 @@ processes; validation is split across them.
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import json
 import logging
@@ -71,9 +70,9 @@ def fingerprint(params: Params, input_files: list[Path]) -> str:
     from vaeinpaint.params import flatten
 
     relevant = {
-        "train": dataclasses.asdict(params.train),
-        "model": dataclasses.asdict(params.model),
-        "occlusion": dataclasses.asdict(params.occlusion),
+        "train": params.train.model_dump(),
+        "model": params.model.model_dump(),
+        "occlusion": params.occlusion.model_dump(),
         "size": params.prepare.size,
     }
     relevant["train"].pop("rdzv_endpoint")  # where the nodes meet, not what they compute
