@@ -15,7 +15,7 @@ from vaeinpaint.data.dataset import write_masks, write_prepared
 from vaeinpaint.errors import TrainingError
 from vaeinpaint.files import write_csv
 from vaeinpaint.masks.generator import occlude
-from vaeinpaint.modeling import train as train_module
+from vaeinpaint.modeling import epoch as epoch_module  # where the training loop looks up its step
 from vaeinpaint.params import load_params
 
 from conftest import ROOT, synthetic_images
@@ -94,7 +94,7 @@ def test_a_failing_run_end_or_shutdown_does_not_hide_the_training_error(project,
 def test_an_interrupted_first_epoch_continues_the_same_run(project, monkeypatch):
     monkeypatch.setenv("VAEINPAINT_TRACKING", "1")
     stage = load_stage()
-    real_step = train_module.training_step
+    real_step = epoch_module.training_step
     calls = [0]
 
     def interrupted_in_step_3(*args, **kwargs):
@@ -103,10 +103,10 @@ def test_an_interrupted_first_epoch_continues_the_same_run(project, monkeypatch)
             raise KeyboardInterrupt  # Ctrl-C (a kill -9 is tested end to end in test_resume)
         return real_step(*args, **kwargs)
 
-    monkeypatch.setattr(train_module, "training_step", interrupted_in_step_3)
+    monkeypatch.setattr(epoch_module, "training_step", interrupted_in_step_3)
     with pytest.raises(KeyboardInterrupt):
         stage.main(Path("params.yaml"))
-    monkeypatch.setattr(train_module, "training_step", real_step)
+    monkeypatch.setattr(epoch_module, "training_step", real_step)
     stage.main(Path("params.yaml"))
 
     from mlflow import MlflowClient
