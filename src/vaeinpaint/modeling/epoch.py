@@ -38,7 +38,9 @@ def rank_seed(seed: int, epoch: int, rank: int) -> int:
     return seed * 1_000_003 + epoch * 1009 + rank
 
 
-def epoch_draws(epoch: int, tp: TrainParams, masks: TrainingMasks, train_idx: torch.Tensor, dist: Distributed, augmenting: bool) -> EpochDraws:
+def epoch_draws(
+    epoch: int, tp: TrainParams, masks: TrainingMasks, train_idx: torch.Tensor, dist: Distributed, augmenting: bool
+) -> EpochDraws:
     """The batch order and generators of `epoch`: the order is drawn from (seed, epoch) and
     split over the processes; with several processes each one draws masks and noise from a
     stream of its own, still a function of (seed, epoch, process). Under torch.compile (a

@@ -173,7 +173,9 @@ def train_model(
     feed = make_feed(images, masks, device, tp.resident_fraction, per_rank_batch)
     config = model_config(params.model, size, color)
     precision = resolve_precision(device, tp.precision)
-    state = new_state(params, CHANNELS[color], config, device, dist, steps_per_epoch * tp.epochs, make_scaler(device, precision), resume_path)
+    state = new_state(
+        params, CHANNELS[color], config, device, dist, steps_per_epoch * tp.epochs, make_scaler(device, precision), resume_path
+    )
     resumed = broadcast_object(load_resume(resume_path) if dist.main else None, dist)
     if resumed is not None:
         state.restore(resumed)
@@ -198,7 +200,9 @@ def train_model(
         seen += steps_per_epoch * per_rank_batch * dist.world
         record = {"epoch": epoch + 1, **epoch_means(sums, steps_per_epoch, dist)}
         broadcast_buffers(state.evaluated, dist)  # everyone validates the model rank 0 saves
-        record["val_loss"] = validation_loss(state.evaluated, val_idx, feed, batches.make, tp, autocast, dist) if len(val_idx) else float("nan")
+        record["val_loss"] = (
+            validation_loss(state.evaluated, val_idx, feed, batches.make, tp, autocast, dist) if len(val_idx) else float("nan")
+        )
         record["lr"] = state.scheduler.get_last_lr()[0]
         state.history.append(record)
         state.epoch = epoch + 1
