@@ -13,7 +13,7 @@ from vaeinpaint import tracking
 from vaeinpaint.errors import TrackingError
 from vaeinpaint.files import file_hash
 from vaeinpaint.params import DataParams
-from vaeinpaint.tracking import registry, runs
+from vaeinpaint.tracking import lifecycle, registry, runs
 from vaeinpaint.tracking.lineage import prepared_datasets, run_tags
 from vaeinpaint.tracking.runs import Run
 
@@ -348,13 +348,13 @@ class LostServer(tracking.NullRun):
 
 def test_a_failing_end_never_hides_the_error_and_a_lost_server_is_a_warning(monkeypatch, caplog):
     assert isinstance(EndFails(), tracking.RunLike) and isinstance(Run(None, "x"), tracking.RunLike)
-    monkeypatch.setattr(runs, "start_run", lambda *args, **kwargs: EndFails())
+    monkeypatch.setattr(lifecycle, "start_run", lambda *args, **kwargs: EndFails())
     with caplog.at_level("WARNING"), pytest.raises(ValueError, match="the training's own error"):
         with tracking.training_run("", [], {}, "stages/train.py"):
             raise ValueError("the training's own error")
     assert "could not mark the MLflow run FAILED" in caplog.text and "the store is down (ending FAILED)" in caplog.text
     caplog.clear()
-    monkeypatch.setattr(runs, "start_run", lambda *args, **kwargs: LostServer())
+    monkeypatch.setattr(lifecycle, "start_run", lambda *args, **kwargs: LostServer())
     with caplog.at_level("WARNING"):
         with tracking.training_run("", [], {}, "stages/train.py"):
             pass

@@ -19,7 +19,7 @@ from vaeinpaint.masks.generator import occlude
 from vaeinpaint.modeling import distributed as distributed_module
 from vaeinpaint.modeling import epoch as epoch_module  # where the training loop looks up its step
 from vaeinpaint.params import load_params
-from vaeinpaint.tracking import runs as runs_module
+from vaeinpaint.tracking import lifecycle
 from vaeinpaint.tracking.runs import NullRun, RunLike
 
 from conftest import ROOT, synthetic_images
@@ -82,7 +82,7 @@ def test_a_failing_run_end_or_shutdown_does_not_hide_the_training_error(project,
     def broken_shutdown(dist):
         raise RuntimeError("the process group is gone")
 
-    monkeypatch.setattr(runs_module, "start_run", lambda *args, **kwargs: FailingStore())
+    monkeypatch.setattr(lifecycle, "start_run", lambda *args, **kwargs: FailingStore())
     monkeypatch.setattr(training_module, "train_model", nan_training)
     monkeypatch.setattr(distributed_module, "close_distributed", broken_shutdown)
     with caplog.at_level("WARNING"), pytest.raises(TrainingError, match="loss is nan at epoch 2"):

@@ -19,8 +19,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from vaeinpaint.tracking import runs
 from vaeinpaint.tracking.lineage import run_name, run_tags
+from vaeinpaint.tracking.runs import NullRun, RunLike, resume_run, run_exists, start_run
 
 log = logging.getLogger("vaeinpaint.stages.train")
 
@@ -30,14 +30,14 @@ def epoch_metrics(record: Mapping[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in record.items() if k != "epoch"}
 
 
-def open_training_run(run_id: str, history: list[dict[str, float]], inputs: Mapping[str, Path], script: str | Path) -> runs.RunLike:
+def open_training_run(run_id: str, history: list[dict[str, float]], inputs: Mapping[str, Path], script: str | Path) -> RunLike:
     """The MLflow run `run_id` of an interrupted attempt at this training, reopened, with any
     epoch of `history` it missed (killed between saving an epoch and logging it) logged now;
     else a new run."""
-    if not runs.run_exists(run_id):
-        return runs.start_run(run_name(), run_tags(inputs, script))
+    if not run_exists(run_id):
+        return start_run(run_name(), run_tags(inputs, script))
     log.info("train: continuing MLflow run %s", run_id)
-    run = runs.resume_run(run_id)
+    run = resume_run(run_id)
     logged = run.logged_steps("train_loss")
     for record in history:
         if int(record["epoch"]) not in logged:
@@ -45,7 +45,7 @@ def open_training_run(run_id: str, history: list[dict[str, float]], inputs: Mapp
     return run
 
 
-def end_quietly(run: runs.RunLike, status: str) -> None:
+def end_quietly(run: RunLike, status: str) -> None:
     """End `run` while an error is on its way out: if that fails too, say so, but let the
     first error be the one the user sees."""
     try:
@@ -59,10 +59,10 @@ def end_quietly(run: runs.RunLike, status: str) -> None:
 @contextmanager
 def training_run(
     run_id: str, history: list[dict[str, float]], inputs: Mapping[str, Path], script: str | Path, main: bool = True
-) -> Iterator[runs.RunLike]:
+) -> Iterator[RunLike]:
     """The training's run (`open_training_run`) for the block, ended by its outcome. Processes
     other than the `main` one get a NullRun: only the main process talks to MLflow."""
-    run: runs.RunLike = runs.NullRun()
+    run: RunLike = NullRun()
     try:
         if main:
             run = open_training_run(run_id, history, inputs, script)
