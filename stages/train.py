@@ -33,14 +33,14 @@ def main(params_file: Path = paths.PARAMS) -> None:
         raise SystemExit(relaunch_with_torchrun(tp, __file__, sys.argv[1:]))
     device = select_device(tp.device)
     dist = init_distributed(device.type == "cuda")
-    with tracking.training_run(*interrupted_run(resume), INPUTS, __file__, main=dist.main) as run:
-        with process_group(dist):
-            check_same_everywhere(resume.stem, "configuration (fingerprint of params and data)", dist)
+    with process_group(dist):  # left at the end, quietly when an error is on its way out
+        check_same_everywhere(resume.stem, "configuration (fingerprint of params and data)", dist)  # before any run
+        with tracking.training_run(*interrupted_run(resume), INPUTS, __file__, main=dist.main) as run:
             result, probe = train_and_record(params, resume, run, dist, device)
-        if dist.main:
-            write_outputs(result, probe, run, params, device)
+            if dist.main:
+                write_outputs(result, probe, run, params, device)
     if dist.main:
-        finish(run, resume)
+        finish(run, resume)  # after the run's end: run.json records what it did not get
 
 
 if __name__ == "__main__":

@@ -1,4 +1,7 @@
-"""The training loop, in one sitting.
+"""The training loop, in one sitting: `train_model` sets up, restores, loops over the epochs
+and reports. Its parts: `state.py` (what training carries, saved and restored), `epoch.py`
+(an epoch's random draws, its steps, validation), `loss.py`, `setup.py` (optimizer, DDP,
+compile).
 
 Data: the whole uint8 training set (and its stored masks) is moved to the device once;
 batches are gathered there by index, so there is no DataLoader and no worker bottleneck
