@@ -55,6 +55,7 @@ def _worker(rank: int, world: int, port: int, scenario: str, train: dict, result
     import torch.distributed as tdist
 
     from vaeinpaint.errors import TrainingError
+    from vaeinpaint.modeling import epoch as epoch_module  # where the training loop looks up its step and loss
     from vaeinpaint.modeling import schedule as schedule_module
     from vaeinpaint.modeling import train as train_module
 
@@ -62,7 +63,7 @@ def _worker(rank: int, world: int, port: int, scenario: str, train: dict, result
     tdist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=world, timeout=timedelta(seconds=120))
     local_losses: list[float] = []
     val_images: list[int] = []
-    real_step, real_loss = train_module.training_step, train_module.inpainting_loss
+    real_step, real_loss = epoch_module.training_step, epoch_module.inpainting_loss
 
     def step(*args, **kwargs):
         loss, recon, kl = real_step(*args, **kwargs)
@@ -76,7 +77,7 @@ def _worker(rank: int, world: int, port: int, scenario: str, train: dict, result
             val_images.append(int(target.shape[0]))
         return real_loss(out, target, *args, **kwargs)
 
-    train_module.training_step, train_module.inpainting_loss = step, loss
+    epoch_module.training_step, epoch_module.inpainting_loss = step, loss
     if scenario == "budget" and rank == 1:  # this process's clock runs 1000x fast: it reaches the budget first
         schedule_module.time = SimpleNamespace(perf_counter=lambda: time.perf_counter() * 1000)
     outcome: dict = {"rank": rank}

@@ -1,3 +1,4 @@
+import contextlib
 import json
 import re
 import socket
@@ -12,7 +13,7 @@ from vaeinpaint import tracking
 from vaeinpaint.errors import TrackingError
 from vaeinpaint.files import file_hash
 from vaeinpaint.params import DataParams
-from vaeinpaint.tracking import registry, runs
+from vaeinpaint.tracking import lifecycle, registry, runs
 from vaeinpaint.tracking.lineage import prepared_datasets, run_tags
 from vaeinpaint.tracking.runs import Run
 
@@ -274,3 +275,87 @@ def test_dvc_yaml_declares_the_trained_model_as_a_dvc_artifact():
     artifact = dvc["artifacts"]["vae-inpainting"]
     assert artifact["type"] == "model" and artifact["path"] == paths.CHECKPOINT.as_posix()
     assert paths.CHECKPOINT.parent.as_posix() in dvc["stages"]["train"]["outs"]  # inside train's output
+
+
+# ------------------------------------------------------- a training's run, start to end
+
+
+def training_runs(project):
+    """(MlflowClient, the runs in the project's store)."""
+    from mlflow import MlflowClient
+
+    client = MlflowClient(tracking_uri=f"sqlite:///{project}/mlflow.db")
+    return client, client.search_runs([client.get_experiment_by_name("vae-inpainting").experiment_id])
+
+
+@pytest.mark.parametrize(
+    "raised, status", [(None, "FINISHED"), (ValueError("bad"), "FAILED"), (KeyboardInterrupt(), "KILLED")], ids=["ok", "error", "ctrl-c"]
+)
+def test_a_training_run_ends_by_how_the_block_ended(project_dir, monkeypatch, raised, status):
+    monkeypatch.setenv("VAEINPAINT_TRACKING", "1")
+    with pytest.raises(type(raised)) if raised else contextlib.nullcontext():
+        with tracking.training_run("", [], {}, project_dir / "stages/train.py") as run:
+            assert isinstance(run, tracking.RunLike) and run.run_id
+            run.log_metrics({"train_loss": 0.5}, step=1)
+            if raised:
+                raise raised
+    client, found = training_runs(project_dir)
+    assert [(r.info.run_id, r.info.status) for r in found] == [(run.run_id, status)]
+    assert found[0].data.tags["mlflow.source.name"] == "stages/train.py"
+
+
+def test_an_interrupted_training_run_is_reopened_with_the_epochs_it_missed(project_dir, monkeypatch):
+    monkeypatch.setenv("VAEINPAINT_TRACKING", "1")
+    records = [{"epoch": e, "train_loss": 1.0 / e, "val_loss": 2.0 / e} for e in (1, 2, 3)]
+    with pytest.raises(KeyboardInterrupt):
+        with tracking.training_run("", [], {}, project_dir / "stages/train.py") as first:
+            first.log_metrics(tracking.epoch_metrics(records[0]), step=1)
+            raise KeyboardInterrupt  # killed after epochs 2 and 3 were saved but before they were logged
+    with tracking.training_run(first.run_id, records, {}, project_dir / "stages/train.py") as again:
+        assert again.run_id == first.run_id
+    client, found = training_runs(project_dir)
+    assert [(r.info.run_id, r.info.status) for r in found] == [(first.run_id, "FINISHED")]
+    assert sorted((m.step, m.value) for m in client.get_metric_history(first.run_id, "train_loss")) == [(1, 1.0), (2, 0.5), (3, 1 / 3)]
+    assert "epoch" not in found[0].data.metrics
+
+
+def test_a_training_run_of_a_deleted_run_starts_a_new_one_and_other_processes_get_none(project_dir, monkeypatch):
+    monkeypatch.setenv("VAEINPAINT_TRACKING", "1")
+    with tracking.training_run("", [], {}, project_dir / "stages/train.py") as old:
+        pass
+    client, _ = training_runs(project_dir)
+    client.delete_run(old.run_id)
+    with tracking.training_run(old.run_id, [{"epoch": 1, "train_loss": 1.0}], {}, project_dir / "stages/train.py") as new:
+        assert new.run_id and new.run_id != old.run_id
+    with tracking.training_run(new.run_id, [], {}, project_dir / "stages/train.py", main=False) as other:
+        assert isinstance(other, tracking.NullRun)
+    assert [r.info.run_id for r in training_runs(project_dir)[1]] == [new.run_id]
+
+
+class EndFails(tracking.NullRun):
+    run_id = "r1"
+
+    def end(self, status="FINISHED"):
+        raise RuntimeError(f"the store is down (ending {status})")
+
+
+class LostServer(tracking.NullRun):
+    run_id = "r2"
+
+    def lost_report(self):
+        return "tracking: MLflow run r2 lost its server; not logged: train_loss (step 2)"
+
+
+def test_a_failing_end_never_hides_the_error_and_a_lost_server_is_a_warning(monkeypatch, caplog):
+    assert isinstance(EndFails(), tracking.RunLike) and isinstance(Run(None, "x"), tracking.RunLike)
+    monkeypatch.setattr(lifecycle, "start_run", lambda *args, **kwargs: EndFails())
+    with caplog.at_level("WARNING"), pytest.raises(ValueError, match="the training's own error"):
+        with tracking.training_run("", [], {}, "stages/train.py"):
+            raise ValueError("the training's own error")
+    assert "could not mark the MLflow run FAILED" in caplog.text and "the store is down (ending FAILED)" in caplog.text
+    caplog.clear()
+    monkeypatch.setattr(lifecycle, "start_run", lambda *args, **kwargs: LostServer())
+    with caplog.at_level("WARNING"):
+        with tracking.training_run("", [], {}, "stages/train.py"):
+            pass
+    assert "warning: tracking: MLflow run r2 lost its server; not logged: train_loss (step 2); the DVC outputs" in caplog.text

@@ -5,6 +5,7 @@ import torch
 from vaeinpaint.errors import DataError, TrainingError
 from vaeinpaint.evaluation.evaluate import restore, score_model, summarize
 from vaeinpaint.masks.generator import occlude
+from vaeinpaint.modeling import epoch as epoch_module  # where the training loop looks up its step and loss
 from vaeinpaint.modeling import precision as precision_module
 from vaeinpaint.modeling import schedule as schedule_module
 from vaeinpaint.modeling import train as train_module
@@ -56,13 +57,13 @@ def test_same_params_same_result_on_cpu(data):
 def spy_on_steps(monkeypatch) -> list[dict]:
     """Record what every training step saw: its masks and the learning rate it used."""
     seen: list[dict] = []
-    real_step = train_module.training_step
+    real_step = epoch_module.training_step
 
     def step(model, optimizer, x, m, *args, **kwargs):
         seen.append({"masks": m.detach().clone(), "lr": optimizer.param_groups[0]["lr"]})
         return real_step(model, optimizer, x, m, *args, **kwargs)
 
-    monkeypatch.setattr(train_module, "training_step", step)
+    monkeypatch.setattr(epoch_module, "training_step", step)
     return seen
 
 
@@ -104,8 +105,54 @@ def test_resume_after_interruption_is_bitwise_identical(data, tmp_path):
     assert same_weights(weights(resumed.model), weights(unbroken.model))
 
 
+def same_state(a, b, where="state"):
+    """Checkpoint contents alike key by key, in the same order, tensors bitwise."""
+    if isinstance(a, torch.Tensor):
+        assert isinstance(b, torch.Tensor) and a.dtype == b.dtype and torch.equal(a, b), where
+    elif isinstance(a, dict):
+        assert list(a) == list(b), where
+        for key in a:
+            same_state(a[key], b[key], f"{where}/{key}")
+    elif isinstance(a, (list, tuple)):
+        assert len(a) == len(b), where
+        for i, (x, y) in enumerate(zip(a, b)):
+            same_state(x, y, f"{where}[{i}]")
+    else:
+        assert a == b or (a != a and b != b), where  # NaN val_loss without a holdout
+
+
+@pytest.mark.parametrize(
+    "train",
+    [
+        {"ema": 0.9, "augment": "flip+crop"},
+        {"ema": 0.9, "augment": "flip+crop", "masks": "fixed"},
+        {"ema": 0, "augment": "flip", "masks": "fixed", "ssim_weight": 0.5},
+    ],
+    ids=["ema-augment", "ema-augment-fixed-masks", "no-ema-flip-fixed-masks-ssim"],
+)
+def test_resume_is_bitwise_identical_with_average_augmentation_and_stored_masks(data, tmp_path, train):
+    # Every stream an epoch draws from (order, masks, noise, augmentation) and everything the
+    # state carries (the average included) comes back alike: the final checkpoint too.
+    params = tiny_params(train={"epochs": 3, **train})
+    unbroken = train_model(params, *data, resume_path=tmp_path / "a" / "state.pt", run_id="r1")
+    resume = tmp_path / "b" / "state.pt"
+
+    def die_after_first_epoch(record):
+        if record["epoch"] == 1:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        train_model(params, *data, resume_path=resume, on_epoch=die_after_first_epoch, run_id="r1")
+    resumed = train_model(params, *data, resume_path=resume, run_id="r1")
+    assert resumed.resumed_from_epoch == 1
+    assert resumed.history == unbroken.history
+    assert same_weights(weights(resumed.model), weights(unbroken.model))
+    same_state(resumed.state, unbroken.state)
+    assert list(unbroken.state) == ["model", "optimizer", "scheduler", "epoch", "history", "config", "fingerprint"]
+
+
 def test_non_finite_loss_names_epoch_and_step_and_keeps_last_good_state(data, tmp_path, monkeypatch):
-    real_loss = train_module.inpainting_loss
+    real_loss = epoch_module.inpainting_loss
     calls = {"n": 0}
     steps_per_epoch = (N - 5) // 8  # 5 held out, batches of 8
 
@@ -116,7 +163,7 @@ def test_non_finite_loss_names_epoch_and_step_and_keeps_last_good_state(data, tm
             loss = loss * float("nan")
         return loss, recon, kl
 
-    monkeypatch.setattr(train_module, "inpainting_loss", poisoned)
+    monkeypatch.setattr(epoch_module, "inpainting_loss", poisoned)
     resume = tmp_path / "state.pt"
     with pytest.raises(TrainingError, match=r"epoch 2, step 3.*last good checkpoint is epoch 1"):
         train_model(tiny_params(train={"epochs": 3}), *data, resume_path=resume)
@@ -143,7 +190,7 @@ def test_an_empty_or_corrupt_resume_state_starts_over_with_a_warning(data, tmp_p
 
 def test_the_resume_state_names_the_run_from_before_the_first_epoch_ends(data, tmp_path, monkeypatch):
     # A kill in the first epoch must not orphan the MLflow run: its id is on disk at once.
-    real_step = train_module.training_step
+    real_step = epoch_module.training_step
 
     def killed_in_step_2(*args, _calls=[0], **kwargs):  # noqa: B006 (a counter)
         _calls[0] += 1
@@ -151,14 +198,14 @@ def test_the_resume_state_names_the_run_from_before_the_first_epoch_ends(data, t
             raise KeyboardInterrupt
         return real_step(*args, **kwargs)
 
-    monkeypatch.setattr(train_module, "training_step", killed_in_step_2)
+    monkeypatch.setattr(epoch_module, "training_step", killed_in_step_2)
     resume = tmp_path / "state.pt"
     with pytest.raises(KeyboardInterrupt):
         train_model(tiny_params(train={"epochs": 2}), *data, resume_path=resume, run_id="abc123")
     state = load_checkpoint(resume)
     assert state["epoch"] == 0 and state["run_id"] == "abc123"
     assert train_module.interrupted_run(resume) == ("abc123", [])
-    monkeypatch.setattr(train_module, "training_step", real_step)
+    monkeypatch.setattr(epoch_module, "training_step", real_step)
     resumed = train_model(tiny_params(train={"epochs": 2}), *data, resume_path=resume, run_id="abc123")
     unbroken = train_model(tiny_params(train={"epochs": 2}), *data)
     assert resumed.history == unbroken.history
@@ -252,13 +299,13 @@ class FakeTime:
 def fake_time(monkeypatch, seconds_per_step: float) -> FakeTime:
     clock = FakeTime(seconds_per_step)
     monkeypatch.setattr(schedule_module, "time", clock)
-    real_step = train_module.training_step
+    real_step = epoch_module.training_step
 
     def step(*args, **kwargs):
         clock.now += clock.seconds_per_step
         return real_step(*args, **kwargs)
 
-    monkeypatch.setattr(train_module, "training_step", step)
+    monkeypatch.setattr(epoch_module, "training_step", step)
     return clock
 
 

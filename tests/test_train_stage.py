@@ -11,12 +11,16 @@ import pandas as pd
 import pytest
 import yaml
 
+from vaeinpaint import training as training_module
 from vaeinpaint.data.dataset import write_masks, write_prepared
 from vaeinpaint.errors import TrainingError
 from vaeinpaint.files import write_csv
 from vaeinpaint.masks.generator import occlude
-from vaeinpaint.modeling import train as train_module
+from vaeinpaint.modeling import distributed as distributed_module
+from vaeinpaint.modeling import epoch as epoch_module  # where the training loop looks up its step
 from vaeinpaint.params import load_params
+from vaeinpaint.tracking import lifecycle
+from vaeinpaint.tracking.runs import NullRun, RunLike
 
 from conftest import ROOT, synthetic_images
 
@@ -55,23 +59,18 @@ def project(project_dir):
     return project_dir
 
 
-class FailingStore:
-    """A run whose store goes away: ending it raises."""
+class FailingStore(NullRun):
+    """A run whose store goes away: ending it raises (the rest of the run interface is
+    NullRun's, so this stand-in cannot drift from it)."""
 
     run_id = "r1"
 
-    def log_params(self, params): ...
-    def log_metrics(self, metrics, step=None): ...
-    def set_tags(self, tags): ...
-    def logged_steps(self, key): return set()  # fmt: skip
-
-    def log_datasets(self, datasets): ...
-    def watch_system(self): ...
-
-    def log_artifact(self, path, artifact_path=None): ...
-
     def end(self, status="FINISHED"):
         raise RuntimeError("the tracking store is down")
+
+
+def test_the_stand_in_follows_the_run_interface():
+    assert isinstance(FailingStore(), RunLike)
 
 
 def test_a_failing_run_end_or_shutdown_does_not_hide_the_training_error(project, monkeypatch, caplog):
@@ -83,9 +82,9 @@ def test_a_failing_run_end_or_shutdown_does_not_hide_the_training_error(project,
     def broken_shutdown(dist):
         raise RuntimeError("the process group is gone")
 
-    monkeypatch.setattr(stage.tracking, "start_run", lambda *args, **kwargs: FailingStore())
-    monkeypatch.setattr(stage, "train_model", nan_training)
-    monkeypatch.setattr(stage, "close_distributed", broken_shutdown)
+    monkeypatch.setattr(lifecycle, "start_run", lambda *args, **kwargs: FailingStore())
+    monkeypatch.setattr(training_module, "train_model", nan_training)
+    monkeypatch.setattr(distributed_module, "close_distributed", broken_shutdown)
     with caplog.at_level("WARNING"), pytest.raises(TrainingError, match="loss is nan at epoch 2"):
         stage.main(Path("params.yaml"))
     assert "the tracking store is down" in caplog.text and "the process group is gone" in caplog.text
@@ -94,7 +93,7 @@ def test_a_failing_run_end_or_shutdown_does_not_hide_the_training_error(project,
 def test_an_interrupted_first_epoch_continues_the_same_run(project, monkeypatch):
     monkeypatch.setenv("VAEINPAINT_TRACKING", "1")
     stage = load_stage()
-    real_step = train_module.training_step
+    real_step = epoch_module.training_step
     calls = [0]
 
     def interrupted_in_step_3(*args, **kwargs):
@@ -103,10 +102,10 @@ def test_an_interrupted_first_epoch_continues_the_same_run(project, monkeypatch)
             raise KeyboardInterrupt  # Ctrl-C (a kill -9 is tested end to end in test_resume)
         return real_step(*args, **kwargs)
 
-    monkeypatch.setattr(train_module, "training_step", interrupted_in_step_3)
+    monkeypatch.setattr(epoch_module, "training_step", interrupted_in_step_3)
     with pytest.raises(KeyboardInterrupt):
         stage.main(Path("params.yaml"))
-    monkeypatch.setattr(train_module, "training_step", real_step)
+    monkeypatch.setattr(epoch_module, "training_step", real_step)
     stage.main(Path("params.yaml"))
 
     from mlflow import MlflowClient

@@ -20,6 +20,8 @@ import logging
 import os
 import subprocess
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -95,6 +97,23 @@ def close_distributed(dist: Distributed) -> None:
         import torch.distributed as tdist
 
         tdist.destroy_process_group()
+
+
+@contextmanager
+def process_group(dist: Distributed) -> Iterator[Distributed]:
+    """The block's processes, leaving the process group at its end. When an error leaves the
+    block, a failure to leave is a warning: the first error is the one the user sees."""
+    try:
+        yield dist
+    except BaseException:
+        try:
+            close_distributed(dist)
+        except Exception as exc:
+            log.warning(
+                "train: could not leave the process group (%s: %s); the error that stopped training follows", exc.__class__.__name__, exc
+            )
+        raise
+    close_distributed(dist)
 
 
 def check_same_everywhere(value: str, what: str, dist: Distributed) -> None:

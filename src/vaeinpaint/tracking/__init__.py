@@ -9,27 +9,33 @@ running in temporary copies).
 - `store`: the tracking URI, the reachability check, the experiment;
 - `runs`: one run per train + evaluate (train creates it and writes its id to
   `data/model/run.json`; evaluate reopens it), tolerant of a server lost mid-run;
+- `lifecycle`: a training's run as a context manager (`training_run`): new or reopened,
+  ended FINISHED, FAILED or KILLED;
 - `lineage`: MLflow's source tags and the prepared datasets;
 - `pyfunc`, `model_code`: the trained model as an MLflow pyfunc model;
 - `registry`: registering models, listing them, model URIs -> checkpoint files.
 """
 
 from vaeinpaint.errors import TrackingError
+from vaeinpaint.tracking.lifecycle import epoch_metrics, open_training_run, training_run
 from vaeinpaint.tracking.lineage import git_commit, prepared_datasets, run_name, run_tags
 from vaeinpaint.tracking.registry import is_model_uri, list_registered_models, register, resolve_checkpoint
-from vaeinpaint.tracking.runs import NullRun, Run, flat_metrics, resume_run, run_exists, start_run
+from vaeinpaint.tracking.runs import NullRun, Run, RunLike, flat_metrics, resume_run, run_exists, start_run
 from vaeinpaint.tracking.store import EXPERIMENT, check_reachable, tracking_enabled, tracking_uri
 
 __all__ = [
     "EXPERIMENT",
     "NullRun",
     "Run",
+    "RunLike",
     "TrackingError",
     "check_reachable",
+    "epoch_metrics",
     "flat_metrics",
     "git_commit",
     "is_model_uri",
     "list_registered_models",
+    "open_training_run",
     "prepared_datasets",
     "register",
     "resolve_checkpoint",
@@ -40,4 +46,5 @@ __all__ = [
     "start_run",
     "tracking_enabled",
     "tracking_uri",
+    "training_run",
 ]

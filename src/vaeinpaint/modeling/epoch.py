@@ -1,0 +1,172 @@
+"""One epoch of training: its random draws, its steps, its validation.
+
+Randomness: everything an epoch draws (batch order, training masks, latent noise) comes from
+generators seeded from (train.seed, epoch[, process]) by `epoch_draws`, the one place that
+seeds them; an epoch therefore does not depend on what ran before it.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+
+from vaeinpaint.errors import TrainingError
+from vaeinpaint.masks.generator import TrainingMasks
+from vaeinpaint.modeling.augment import augment, augment_generator
+from vaeinpaint.modeling.distributed import Distributed, all_max, all_sum
+from vaeinpaint.modeling.layout import masks_to_model, to_model
+from vaeinpaint.modeling.loss import inpainting_loss
+from vaeinpaint.modeling.schedule import TrainingClock, sync_due
+from vaeinpaint.modeling.state import TrainingState
+from vaeinpaint.params import TrainParams
+
+
+@dataclass
+class EpochDraws:
+    """An epoch's randomness: this process's batch order and the generators it draws from."""
+
+    order: torch.Tensor  # indices of this process's training images, in batch order
+    masks: torch.Generator  # training masks (and, outside torch.compile, the latent noise)
+    noise: torch.Generator | None  # latent noise; None under torch.compile: the global generator
+    augment: torch.Generator | None  # train.augment's draws; None without augmentation
+
+
+def rank_seed(seed: int, epoch: int, rank: int) -> int:
+    """The seed of a process's own stream in an epoch."""
+    return seed * 1_000_003 + epoch * 1009 + rank
+
+
+def epoch_draws(
+    epoch: int, tp: TrainParams, masks: TrainingMasks, train_idx: torch.Tensor, dist: Distributed, augmenting: bool
+) -> EpochDraws:
+    """The batch order and generators of `epoch`: the order is drawn from (seed, epoch) and
+    split over the processes; with several processes each one draws masks and noise from a
+    stream of its own, still a function of (seed, epoch, process). Under torch.compile (a
+    generator passed into the forward breaks the compiled graph in three) the latent noise
+    comes from the global generator, seeded here per (epoch, process)."""
+    generator = masks.for_epoch(epoch)
+    order = train_idx[torch.randperm(len(train_idx), generator=generator, device=train_idx.device)]
+    order = order[dist.rank :: dist.world]
+    if dist.world > 1:
+        generator = torch.Generator(device=train_idx.device).manual_seed(rank_seed(tp.seed, epoch, dist.rank))
+    augment_gen = augment_generator(tp.seed, epoch, train_idx.device, dist.rank) if augmenting else None
+    noise: torch.Generator | None = generator
+    if tp.compile:
+        noise = None
+        torch.manual_seed(rank_seed(tp.seed, epoch, dist.rank) + 7)
+    return EpochDraws(order, generator, noise, augment_gen)
+
+
+@dataclass
+class Batches:
+    """How batches are made: gathered from the feed, as model inputs, with the stored masks
+    (train.masks: fixed, and always for validation) or freshly drawn ones."""
+
+    feed: object  # feed.ResidentFeed or feed.StreamedFeed
+    masks: TrainingMasks
+    augment_ops: tuple[str, ...]
+    per_rank: int  # images per process and step
+    steps: int  # steps per epoch
+
+    def make(self, images_u8, masks_u8, stored: bool, generator: torch.Generator | None, augment_generator_=None):
+        x = to_model(images_u8)
+        if augment_generator_ is not None:
+            x = augment(x, self.augment_ops, augment_generator_)
+        if stored:
+            m = masks_to_model(masks_u8)
+        else:
+            m = self.masks.draw(len(x), generator).contiguous(memory_format=torch.channels_last)
+        return x, m
+
+
+def training_step(
+    model, optimizer, x, m, tp: TrainParams, autocast, generator, scaler: torch.amp.GradScaler | None = None
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """One optimisation step on images `x` with masks `m`; returns detached (loss, recon, kl).
+    `generator` draws the latent noise (None: the global generator, as under torch.compile)."""
+    with autocast:
+        out, mu, logvar = model(x * (1 - m), m, sample=True, generator=generator)
+    loss, recon, kl = inpainting_loss(out, x, m, mu, logvar, tp)
+    optimizer.zero_grad(set_to_none=True)
+    if scaler is not None and scaler.is_enabled():
+        scaler.scale(loss).backward()
+        scaler.step(optimizer)
+        scaler.update()
+    else:
+        loss.backward()
+        optimizer.step()
+    return loss.detach(), recon, kl
+
+
+def train_epoch(
+    model, state: TrainingState, batches: Batches, draws: EpochDraws, epoch: int, tp: TrainParams, autocast, dist: Distributed
+) -> torch.Tensor:
+    """The steps of one epoch on `model` (the wrapped `state.model`); returns the sums of its
+    (loss, reconstruction, kl) over its steps, on the device."""
+    device = draws.order.device
+    state.clock.new_epoch()
+    model.train()
+    sums = torch.zeros(3, device=device)
+    step_losses = torch.zeros(batches.steps, device=device)
+    for step, (images_u8, masks_u8) in enumerate(batches.feed.batches(draws.order, batches.per_rank, batches.steps)):
+        x, m = batches.make(images_u8, masks_u8, tp.masks == "fixed", draws.masks, draws.augment)
+        loss, recon, kl = training_step(model, state.optimizer, x, m, tp, autocast, draws.noise, state.scaler)
+        if state.average is not None:
+            state.average.update(state.model)
+        step_losses[step] = loss
+        if sync_due(step, batches.steps, state.clock):  # one host sync (and one all-reduce) per 50 steps
+            agree(step_losses[: step + 1], state.clock, state.scheduler.last_epoch + 1, epoch, dist)
+        state.scheduler.step()
+        sums += torch.stack([loss, recon, kl])
+    return sums
+
+
+def agree(step_losses: torch.Tensor, clock: TrainingClock, steps_done: int, epoch: int, dist: Distributed) -> None:
+    """A sync point: every process learns the elapsed time (the slowest clock's) and whether any
+    of them saw a non-finite loss this epoch, in one all-reduce, and they act on it together:
+    the clock moves on, or all raise the same TrainingError."""
+    n = len(step_losses)
+    bad = ~torch.isfinite(step_losses)
+    first_bad = torch.where(bad.any(), bad.to(torch.float64).argmax(), torch.tensor(n, device=bad.device)).to(torch.float64)
+    shared = torch.stack([torch.tensor(clock.local_elapsed(), dtype=torch.float64, device=first_bad.device), -first_bad])
+    elapsed, minus_first = all_max(shared, dist).tolist()
+    first = int(-minus_first)
+    if first < n:
+        value = step_losses[first].item()
+        seen = f"{value}" if not math.isfinite(value) else "not finite on another process"
+        raise TrainingError(
+            f"train: loss is {seen} at epoch {epoch + 1}, step {first + 1}; "
+            f"stopped, the last good checkpoint is epoch {epoch} (lower train.lr?)"
+        )
+    clock.synced(elapsed, steps_done)
+
+
+def epoch_means(sums: torch.Tensor, steps: int, dist: Distributed) -> dict[str, float]:
+    """Mean train loss, reconstruction and KL of the epoch, over all steps of all processes."""
+    if dist.world > 1:
+        sums = all_sum(sums.clone(), dist) / dist.world
+    means = (sums / steps).tolist()
+    return {"train_loss": means[0], "train_recon": means[1], "train_kl": means[2]}
+
+
+@torch.no_grad()
+def validation_loss(model, val_idx, feed, batch, tp: TrainParams, autocast, dist: Distributed = Distributed()) -> float:
+    """Mean loss on the held-out images with their stored masks and the latent's mean. Each
+    process scores its share; sums stay on the device (float64) until one sync at the end."""
+    was_training = model.training
+    model.eval()
+    shard = val_idx[dist.rank :: dist.world]
+    sums = torch.zeros(2, dtype=torch.float64, device=val_idx.device)  # loss x images, images
+    for start in range(0, len(shard), 256):
+        idx = shard[start : start + 256]
+        x, m = batch(*feed.gather(idx), True, None)
+        with autocast:
+            out, mu, logvar = model(x * (1 - m), m, sample=False)
+        loss, _, _ = inpainting_loss(out, x, m, mu, logvar, tp)
+        sums[0] += loss.double() * len(idx)
+        sums[1] += len(idx)
+    total, count = all_sum(sums, dist).tolist()
+    model.train(was_training)
+    return total / max(count, 1)
