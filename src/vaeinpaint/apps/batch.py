@@ -13,7 +13,7 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
-from vaeinpaint.apps.inpaint import check_hole_options, hole_from_options
+from vaeinpaint.apps.inpaint import check_hole_options, check_sampling, hole_from_options
 from vaeinpaint.apps.models import load_model
 from vaeinpaint.data.images import list_image_files
 from vaeinpaint.errors import DataError, ParamError
@@ -21,7 +21,7 @@ from vaeinpaint.inference.encoding import encode, sample_paths, write_files
 from vaeinpaint.inference.engine import inpaint_image
 from vaeinpaint.inference.holes import EmptyMask, MaskSizeError, mask_image
 from vaeinpaint.inference.photos import load_photo
-from vaeinpaint.inference.windows import DEFAULT_STRATEGY, check_strategy
+from vaeinpaint.inference.windows import DEFAULT_STRATEGY
 from vaeinpaint.progress import progress
 
 OUTPUT_SUFFIX = ".png"
@@ -61,10 +61,8 @@ def inpaint_folder(
     device: str = "auto",
     strategy: str = DEFAULT_STRATEGY,
 ) -> FolderReport:
-    check_hole_options(mask_dir, box, ratio, count, shape)
-    check_strategy(strategy)
-    if samples < 1:
-        raise ParamError(f"--samples: must be at least 1, got {samples}")
+    check_hole_options(mask_dir, box, ratio, count, shape, seed)
+    check_sampling(samples, seed, strategy)
     folders = {"--mask": mask_dir, "--save-mask": save_mask_dir}
     for option, folder in folders.items():
         if folder is not None and folder.exists() and not folder.is_dir():

@@ -13,11 +13,12 @@ from vaeinpaint.apps.models import load_model
 from vaeinpaint.errors import ParamError
 from vaeinpaint.inference.encoding import encode, output_format, sample_paths, write_files
 from vaeinpaint.inference.engine import inpaint_image
-from vaeinpaint.inference.holes import box_hole, mask_image, parse_box, random_hole, read_mask
+from vaeinpaint.inference.holes import box_hole, mask_image, random_hole, read_mask
 from vaeinpaint.inference.photos import load_photo
-from vaeinpaint.inference.windows import DEFAULT_STRATEGY, check_strategy
+from vaeinpaint.inference.windows import DEFAULT_STRATEGY
+from vaeinpaint.options import HOLE_OPTIONS, RANDOM_SHAPES, SAMPLING_OPTIONS, HoleOptions, Sampling, checked
 
-RANDOM_SHAPES = ("square", "rectangle", "strokes", "mixed")  # what --random draws (occlusion.shape, but files)
+__all__ = ["RANDOM_SHAPES", "check_hole_options", "check_sampling", "hole_from_options", "inpaint"]
 
 
 def inpaint(
@@ -42,12 +43,10 @@ def inpaint(
     if save_mask is not None:
         output_format(save_mask, "--save-mask")
     check_hole_options(mask, box, ratio, count, shape)
-    if samples < 1:
-        raise ParamError(f"--samples: must be at least 1, got {samples}")
+    check_sampling(samples, seed, strategy)
     outputs = sample_paths(out, samples)
     if save_mask is not None and save_mask.resolve() in {path.resolve() for path in outputs}:
         raise ParamError(f"--save-mask {save_mask}: is also where the inpainted photo goes; pick another name")
-    check_strategy(strategy)
     model = load_model(str(model_spec), device)
 
     photo = load_photo(photo_path)
@@ -64,31 +63,22 @@ def hole_from_options(
     size: tuple[int, int], mask: Path | None, box: str | None, ratio: float | None, count: int, seed: int, shape: str = "square"
 ) -> np.ndarray:
     """The hole (bool [H, W], True = missing) that exactly one of --mask, --box, --random describes."""
-    check_hole_options(mask, box, ratio, count, shape)
-    if mask is not None:
-        return read_mask(mask, size)
-    if box is not None:
-        return box_hole(parse_box(box), size)
-    return random_hole(size, shape, ratio, count, seed)
+    where = check_hole_options(mask, box, ratio, count, shape, seed)
+    if where.mask is not None:
+        return read_mask(where.mask, size)
+    if where.box is not None:
+        return box_hole(where.box, size)
+    hole = where.random
+    return random_hole(size, hole.shape, hole.ratio, hole.count, hole.seed)
 
 
-def check_hole_options(mask: Path | None, box: str | None, ratio: float | None, count: int, shape: str = "square") -> None:
-    """Cheap checks, made before anything is loaded."""
-    given = [name for name, value in (("--mask", mask), ("--box", box), ("--random", ratio)) if value is not None]
-    if len(given) != 1:
-        what = "none of them was given" if not given else f"got {' and '.join(given)}"
-        raise ParamError(f"give exactly one of --mask, --box, --random to say where the hole is ({what})")
-    if count != 1 and ratio is None:
-        raise ParamError(f"--count {count}: only applies to --random")
-    if shape != "square" and ratio is None:
-        raise ParamError(f"--shape {shape}: only applies to --random")
-    if shape not in RANDOM_SHAPES:
-        raise ParamError(f"--shape {shape}: must be one of {', '.join(RANDOM_SHAPES)}")
-    if count != 1 and shape not in ("square", "rectangle"):
-        raise ParamError(f"--count {count}: applies to squares and rectangles, not {shape}")
-    if ratio is not None and not 0 < ratio < 1:
-        raise ParamError(f"--random: must be in (0, 1), got {ratio}")
-    if count < 1:
-        raise ParamError(f"--count: must be at least 1, got {count}")
-    if box is not None:
-        parse_box(box)
+def check_hole_options(
+    mask: Path | None, box: str | None, ratio: float | None, count: int, shape: str = "square", seed: int = 0
+) -> HoleOptions:
+    """The hole options validated (`options.HoleOptions`), before anything is loaded."""
+    return checked(HoleOptions, HOLE_OPTIONS, mask=mask, box=box, ratio=ratio, count=count, shape=shape, seed=seed)
+
+
+def check_sampling(samples: int, seed: int, strategy: str) -> Sampling:
+    """--samples, --seed and --strategy validated (`options.Sampling`)."""
+    return checked(Sampling, SAMPLING_OPTIONS, samples=samples, seed=seed, strategy=strategy)

@@ -38,18 +38,17 @@ from starlette.formparsers import MultiPartParser
 from starlette.middleware.trustedhost import TrustedHostMiddleware
 
 from vaeinpaint.apps.models import ModelChoice, available_models, load_model
-from vaeinpaint.errors import DataError, VaeinpaintError
+from vaeinpaint.errors import DataError, ParamError, VaeinpaintError
 from vaeinpaint.inference.compose import baseline_photo
 from vaeinpaint.inference.encoding import encode
 from vaeinpaint.inference.engine import inpaint_image
 from vaeinpaint.inference.holes import read_mask
 from vaeinpaint.inference.photos import Photo, TooLarge, load_photo
 from vaeinpaint.inference.windows import DEFAULT_STRATEGY, STRATEGIES
+from vaeinpaint.options import MAX_SAMPLES, ServedSampling, checked
 
 STATIC_DIR = Path(__file__).parent / "static"
 TOKEN_COOKIE = "vaeinpaint_token"
-MAX_SAMPLES = 16
-MAX_SEED = 2**32 - 1
 BASELINES = ("biharmonic", "telea")
 LOOPBACK_NAMES = ("localhost", "127.0.0.1", "::1", "[::1]")
 
@@ -165,12 +164,10 @@ def create_app(settings: ServerSettings) -> FastAPI:
         strategy: str = Form(DEFAULT_STRATEGY),
         model: str | None = Form(None),
     ):
-        if not 1 <= samples <= MAX_SAMPLES:
-            raise HTTPException(400, f"samples: must be from 1 to {MAX_SAMPLES}, got {samples}")
-        if not 0 <= seed <= MAX_SEED:
-            raise HTTPException(400, f"seed: must be from 0 to {MAX_SEED}, got {seed}")
-        if strategy not in STRATEGIES:
-            raise HTTPException(400, f"strategy: must be one of {', '.join(STRATEGIES)}, got {strategy!r}")
+        try:  # the form's types are FastAPI's (422); its values' rules are the command's (400)
+            checked(ServedSampling, shown=False, samples=samples, seed=seed, strategy=strategy)
+        except ParamError as exc:
+            raise HTTPException(400, str(exc)) from None
         photo, hole = read_upload(image, mask, settings.max_pixels)
         chosen = models.get(model)
         with models.run_lock, bad_input():

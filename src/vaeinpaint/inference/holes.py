@@ -28,13 +28,22 @@ class Box:
         return f"{self.x},{self.y},{self.w},{self.h}"
 
 
-def parse_box(text: str) -> Box:
+def box_problem(text: str) -> str | None:
+    """What is wrong with `text` as a box `x,y,w,h` in whole pixels; None when nothing is."""
     try:
         x, y, w, h = (int(part) for part in text.split(","))
     except ValueError:
-        raise ParamError(f"--box {text}: expected x,y,w,h in whole pixels, e.g. 10,20,40,30") from None
+        return "expected x,y,w,h in whole pixels, e.g. 10,20,40,30"
     if x < 0 or y < 0 or w < 1 or h < 1:
-        raise ParamError(f"--box {text}: x and y must be >= 0, w and h >= 1")
+        return "x and y must be >= 0, w and h >= 1"
+    return None
+
+
+def parse_box(text: str) -> Box:
+    problem = box_problem(text)
+    if problem:
+        raise ParamError(f"--box {text}: {problem}")
+    x, y, w, h = (int(part) for part in text.split(","))
     return Box(x, y, w, h)
 
 

@@ -23,15 +23,16 @@ BOUNDS = ("greater_than", "greater_than_equal", "less_than", "less_than_equal")
 NOT_A_MAPPING = ("model_type", "dict_type", "model_attributes_type")
 
 
-def param_error(exc: ValidationError, root: type[BaseModel], names: dict[str, str] | None = None) -> ParamError:
+def param_error(exc: ValidationError, root: type[BaseModel], names: dict[str, str] | None = None, *, shown: bool = True) -> ParamError:
     """The first error of `exc` (from validating `root`) as a one-line ParamError.
 
     `names` maps field names to what the user typed instead (`{"ratio": "--random"}`): the
-    message then names that, in the words a command's errors use."""
-    return ParamError(first_error(exc, root, names))
+    message then names that, in the words a command's errors use, with the value typed after
+    the name where it helps (`--shape blobs: ...`) unless `shown` is False."""
+    return ParamError(first_error(exc, root, names, shown=shown))
 
 
-def first_error(exc: ValidationError, root: type[BaseModel], names: dict[str, str] | None = None) -> str:
+def first_error(exc: ValidationError, root: type[BaseModel], names: dict[str, str] | None = None, *, shown: bool = True) -> str:
     error = exc.errors(include_url=False)[0]
     ctx = error.get("ctx") or {}
     loc = [part for part in error["loc"] if isinstance(part, str)]  # list indices: the list param is named
@@ -42,7 +43,7 @@ def first_error(exc: ValidationError, root: type[BaseModel], names: dict[str, st
         where = ctx.get("label") or ".".join(loc)
     else:
         option = names.get(loc[-1], loc[-1]) if loc else ""
-        where = " ".join(str(part) for part in (option, _shown(error, ctx)) if part != "")
+        where = " ".join(str(part) for part in (option, _shown(error, ctx) if shown else "") if part != "")
     return f"{where}: {message}" if where else message
 
 
@@ -81,7 +82,7 @@ def _bound_message(field: FieldInfo, value: Any, options: bool) -> str:
     low, high = bounds.get("gt", bounds.get("ge")), bounds.get("lt", bounds.get("le"))
     if low is not None and high is not None:
         if "ge" in bounds and "le" in bounds:
-            text = f"between {low} and {high}"
+            text = f"from {low} to {high}" if options else f"between {low} and {high}"
         else:
             text = f"in {'(' if 'gt' in bounds else '['}{low}, {high}{')' if 'lt' in bounds else ']'}"
     elif low is not None:
@@ -110,7 +111,8 @@ def _model(root: type[BaseModel], loc: list[str]) -> type[BaseModel] | None:
     for part in loc:
         field = model.model_fields.get(part) if model else None
         annotation = field.annotation if field else None
-        model = annotation if isclass(annotation) and issubclass(annotation, BaseModel) else None
+        candidates = (annotation, *get_args(annotation))  # a block, or an optional one (`X | None`)
+        model = next((c for c in candidates if isclass(c) and issubclass(c, BaseModel)), None)
     return model
 
 
