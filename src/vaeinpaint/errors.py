@@ -21,8 +21,11 @@ class TrackingError(VaeinpaintError):
     """MLflow cannot be reached, or a model URI does not resolve."""
 
 
-def one_line(exc: BaseException, limit: int = 160) -> str:
-    """An exception as one short line (`Type: first line of its message`): every error the
-    project reports about a failure it caught is one line, whatever the library raised."""
+def one_line(exc: BaseException, limit: int = 160, *, typed: bool = True) -> str:
+    """An exception as one short line (`Type: first line of its message`; without `typed`, the
+    line alone where the message says enough): every error the project reports about a
+    failure it caught is one line, whatever the library raised."""
     lines = str(exc).strip().splitlines()
-    return f"{exc.__class__.__name__}: {lines[0][:limit]}" if lines else exc.__class__.__name__
+    if not lines:
+        return exc.__class__.__name__
+    return f"{exc.__class__.__name__}: {lines[0][:limit]}" if typed else lines[0][:limit]

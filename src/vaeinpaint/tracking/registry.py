@@ -23,7 +23,7 @@ from typing import Any
 
 import yaml
 
-from vaeinpaint.errors import TrackingError
+from vaeinpaint.errors import TrackingError, one_line
 from vaeinpaint.tracking.store import (
     EXPERIMENT,
     client,
@@ -203,7 +203,7 @@ def resolve_checkpoint(spec: str) -> Path:
         location, key = _model_location(mlflow_client, spec)
         return _cached_checkpoint(location, key)
     except mlflow.exceptions.MlflowException as exc:
-        raise TrackingError(f"{spec}: {str(exc).strip().splitlines()[0][:200]}") from None
+        raise TrackingError(f"{spec}: {one_line(exc, 200, typed=False)}") from None
 
 
 def _model_location(mlflow_client: Any, spec: str) -> tuple[str, str]:

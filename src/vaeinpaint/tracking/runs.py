@@ -15,6 +15,7 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
+from vaeinpaint.errors import one_line
 from vaeinpaint.tracking.lineage import DatasetRecord
 from vaeinpaint.tracking.store import client_and_experiment, tracking_enabled, tracking_uri
 
@@ -85,9 +86,7 @@ class Run:
             try:
                 return call()
             except Exception as exc:  # connection refused, timeouts, 5xx after MLflow's retries
-                self._lost_reason = (
-                    f"{exc.__class__.__name__}: {str(exc).strip().splitlines()[0][:160]}" if str(exc).strip() else exc.__class__.__name__
-                )
+                self._lost_reason = one_line(exc)
                 log.warning(
                     "tracking: lost the MLflow server at %s (%s); run %s goes on without it", tracking_uri(), self._lost_reason, self.run_id
                 )
