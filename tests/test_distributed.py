@@ -21,7 +21,7 @@ from vaeinpaint.masks.generator import occlude
 from vaeinpaint.modeling.model import build_model
 from vaeinpaint.modeling.train import holdout, inpainting_loss
 
-from conftest import ROOT, run_env, synthetic_images, tiny_params
+from conftest import ROOT, TinyProject, run_env, synthetic_images, tiny_params
 
 N = 48
 STEPS = (N - 5) // 2 // 4  # 43 training images, 2 processes of 4 images per step: 5 steps per epoch
@@ -175,19 +175,18 @@ PARAMS = {
 }
 
 
-def stage(name, cwd, **env):
-    out = subprocess.run([sys.executable, str(ROOT / "stages" / f"{name}.py")], cwd=cwd, env=run_env(**env), capture_output=True, text=True)
+def stage(name, project: TinyProject, **env):
+    out = project.run(name, **env)
     assert out.returncode == 0, f"{name} failed:\n{out.stdout[-2000:]}\n{out.stderr[-4000:]}"
     return out
 
 
 @pytest.mark.slow
 def test_two_process_ddp_training_on_cpu(tmp_path):
-    (tmp_path / "dvc.yaml").write_text("stages: {}\n")
-    (tmp_path / "params.yaml").write_text(yaml.safe_dump(PARAMS))
+    project = TinyProject(tmp_path).params(PARAMS)
     for name in ("download", "prepare", "split", "occlude"):
-        stage(name, tmp_path, VAEINPAINT_TRACKING="0")
-    out = stage("train", tmp_path, VAEINPAINT_TRACKING="1")
+        stage(name, project)
+    out = stage("train", project, VAEINPAINT_TRACKING="1")
     assert "2 processes under torchrun" in out.stderr
     train = json.loads((tmp_path / "metrics/train.json").read_text())
     assert train["epochs"] == 2 and train["train_loss"] > 0
@@ -263,11 +262,9 @@ def test_two_nodes_on_loopback_train_as_one_and_only_node_0_writes(tmp_path):
     params = {**PARAMS, "train": {**PARAMS["train"], "gpus": 1, "nodes": 2, "rdzv_endpoint": f"127.0.0.1:{free_port()}"}}
     node0, node1 = tmp_path / "node0", tmp_path / "node1"
     for node in (node0, node1):
-        node.mkdir()
-        (node / "dvc.yaml").write_text("stages: {}\n")
-        (node / "params.yaml").write_text(yaml.safe_dump(params))
+        TinyProject(node).params(params)
     for name in ("download", "prepare", "split", "occlude"):
-        stage(name, node0, VAEINPAINT_TRACKING="0")
+        stage(name, TinyProject(node0))
 
     # A node with other data is refused by every process before any training.
     import shutil
