@@ -29,7 +29,7 @@ import torch
 
 from vaeinpaint.errors import one_line
 from vaeinpaint.masks.generator import TrainingMasks
-from vaeinpaint.modeling.device import select_device
+from vaeinpaint.modeling.device import select_device_option
 from vaeinpaint.modeling.layout import to_model
 from vaeinpaint.modeling.model import build_model, count_parameters
 from vaeinpaint.modeling.precision import autocast_for, make_scaler
@@ -176,7 +176,7 @@ def run(
 ) -> dict:
     """All figures for `device_name`. `compile_check` (default: not in quick mode) also times
     torch.compile, whose first steps compile for a minute or more."""
-    device = select_device(device_name)
+    device = select_device_option(device_name, "--device")
     defaults = Params()  # the shipped params.yaml's model and training settings (a test keeps them equal)
     cpu = device.type == "cpu"
     steps, warmup = (5, 2) if quick else (20, 3)

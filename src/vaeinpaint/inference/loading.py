@@ -9,12 +9,9 @@ from pathlib import Path
 
 import torch
 
-from vaeinpaint.errors import ParamError
 from vaeinpaint.modeling.checkpoint import checkpoint_color, load_checkpoint, model_from_checkpoint
-from vaeinpaint.modeling.device import select_device
+from vaeinpaint.modeling.device import select_device_option
 from vaeinpaint.modeling.model import InpaintVAE
-
-DEVICES = ("auto", "cpu", "cuda")
 
 
 @dataclass(frozen=True)
@@ -41,8 +38,4 @@ def load_model_file(path: str | Path, device: str = "auto", spec: str | None = N
 
 def select_inpaint_device(name: str) -> torch.device:
     """`modeling.device.select_device`, with errors that name the command's option."""
-    if name not in DEVICES:
-        raise ParamError(f"--device {name}: must be one of {', '.join(DEVICES)}")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise ParamError("--device cuda: no CUDA device is available (use auto or cpu)")
-    return select_device(name)
+    return select_device_option(name, "--device")
