@@ -41,6 +41,41 @@ def test_inference_is_below_apps_and_tracking():
             assert not above, f"{name} imports {sorted(above)}"
 
 
+# The layers, bottom first: a module imports only from its own layer and those before it (the
+# README's project layout lists them in this order). `vaeinpaint` alone is the package's
+# __init__ (its version).
+LAYERS = [
+    "vaeinpaint",
+    "vaeinpaint.paths",
+    "vaeinpaint.errors",
+    "vaeinpaint.progress",
+    "vaeinpaint.files",
+    "vaeinpaint.params",
+    "vaeinpaint.data",
+    "vaeinpaint.masks",
+    "vaeinpaint.modeling",
+    "vaeinpaint.evaluation",
+    "vaeinpaint.inference",
+    "vaeinpaint.tracking",
+    "vaeinpaint.training",
+    "vaeinpaint.options",
+    "vaeinpaint.console",
+    "vaeinpaint.apps",
+    "vaeinpaint.bench",
+    "vaeinpaint.cli",
+]
+
+
+def layer(module: str) -> int:
+    return max(i for i, name in enumerate(LAYERS) if module == name or module.startswith(name + ".") or name == "vaeinpaint")
+
+
+def test_every_import_goes_down_the_layers():
+    upward = sorted(f"{a} -> {b}" for a, imported in graph(False).items() for b in imported if layer(b) > layer(a))
+    assert upward == []
+    assert {subpackage(m) for m in modules()} <= set(LAYERS), "a new module or subpackage: give it its place in LAYERS"
+
+
 def test_the_pyfunc_model_and_the_apps_share_the_inference_engine():
     for user in ("vaeinpaint.tracking.pyfunc", "vaeinpaint.apps.inpaint", "vaeinpaint.apps.batch", "vaeinpaint.apps.server"):
         assert "vaeinpaint.inference.engine" in imports_of(modules()[user], module_level_only=True), user
