@@ -6,7 +6,7 @@ written. Checks that need the data (split sizes against the number of images) li
 too, as functions the stages call with what they know.
 
 The package: `fields` (value types, enumerations), `blocks` (the models and their
-defaults), `rules` (rules between params), `report` (a pydantic error as one line),
+defaults, and each block's own rules), `rules` (rules on single values: paths, URLs, sizes), `report` (a pydantic error as one line),
 `loading` (params.yaml into `Params`), `strokes` (the stroke brush's reach, which the occlusion rules need).
 """
 

@@ -1,7 +1,7 @@
 """One pydantic model per block of params.yaml, and `Params` holding them: the defaults live here only.
 
 Field types and bounds are checked by pydantic; rules between fields of a block are the
-blocks' `model_validator`s, rules across blocks (occlusion against prepare.size, the paper
+blocks' `model_validator`s (the longer ones, `check_*`, at the end of this file), rules across blocks (occlusion against prepare.size, the paper
 arch against prepare.size and colour) are `Params`'. Rules that look at files run only when
 the validation context says so: `Params.model_validate(raw, context={"check_paths": True,
 "base": root})`; without a context nothing on disk is looked at.
@@ -9,12 +9,14 @@ the validation context says so: `Params.model_validate(raw, context={"check_path
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, model_validator
 
 from vaeinpaint.params import rules
 from vaeinpaint.params.fields import (
+    BOX_SHAPES,
     SIZES,
     Arch,
     AugmentText,
@@ -38,6 +40,7 @@ from vaeinpaint.params.fields import (
     TrainMasks,
     fail,
 )
+from vaeinpaint.params.rules import HEX, check_url, resolve, square_side
 
 Positive = Annotated[Integer, Field(gt=0)]
 Count = Annotated[Integer, Field(ge=0)]  # 0 means none, or all, as the field says
@@ -78,7 +81,7 @@ class DataParams(Block):
 
     @model_validator(mode="after")
     def _source_needs(self, info: ValidationInfo) -> DataParams:
-        rules.check_data(self, rules.path_base(info))
+        check_data(self, rules.path_base(info))
         return self
 
 
@@ -96,7 +99,7 @@ class SplitParams(Block):
 
     @model_validator(mode="after")
     def _fractions_or_counts(self) -> SplitParams:
-        rules.check_split(self)
+        check_split(self)
         return self
 
 
@@ -117,7 +120,7 @@ class OcclusionParams(Block):
 
     @model_validator(mode="after")
     def _shape_takes(self, info: ValidationInfo) -> OcclusionParams:
-        rules.check_occlusion(self, rules.path_base(info))
+        check_occlusion(self, rules.path_base(info))
         return self
 
 
@@ -218,7 +221,7 @@ class Params(BaseModel):
 
     @model_validator(mode="after")
     def _blocks_agree(self) -> Params:
-        rules.check_occlusion_fits(self.occlusion, self.prepare.size)
+        check_occlusion_fits(self.occlusion, self.prepare.size)
         rules.check_arch(self.model.arch, self.prepare.size, self.prepare.color)
         return self
 
@@ -238,3 +241,94 @@ def flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
         else:
             flat[name] = value
     return flat
+
+
+# The blocks' own rules (their model validators call them), apart from the models for reading.
+
+
+def check_data(d: DataParams, base: Path | None) -> None:
+    if d.source == "folder" and not d.path:
+        raise fail("required", "required when data.source is 'folder'", at="path")
+    if d.source == "url":
+        if not d.url:
+            raise fail("required", "required when data.source is 'url'", at="url")
+        if not d.sha256:
+            raise fail("required", "required when data.source is 'url' (an unverified download is not reproducible)", at="sha256")
+    if d.sha256 and (len(d.sha256) != 64 or not set(d.sha256) <= HEX):
+        raise fail("sha256", f"expected 64 hex digits, got {d.sha256!r}", at="sha256")
+    if d.url and d.source in ("url", "ffhq", "animals10"):
+        check_url(d.url, base)
+    if d.source == "ffhq" and not (d.path or d.url):
+        raise fail(
+            "required",
+            "the ffhq source needs a local copy of FFHQ (thumbnails128x128.zip, images1024x1024.zip or their "
+            "folder) in data.path, or a mirror in data.url: the official Google Drive host is quota-limited and serves "
+            "files one by one (https://github.com/NVlabs/ffhq-dataset)",
+            at="path",
+        )
+    if base is not None and d.path and d.source in ("folder", "ffhq", "animals10"):
+        path = resolve(d.path, base)
+        if not path.exists():
+            raise fail("path_missing", f"{d.path} does not exist", at="path")
+        if d.source == "folder" and not path.is_dir():
+            raise fail("path_not_folder", f"{d.path} is not a folder", at="path")
+
+
+def check_split(s: SplitParams) -> None:
+    for name, value in (("train", s.train), ("test", s.test)):
+        if value >= 1 and value != int(value):
+            raise fail("whole_count", f"a count must be a whole number, got {value}", at=name)
+    if (s.train < 1) != (s.test < 1):
+        message = f"give both as fractions or both as counts, got {s.train} and {s.test}"
+        raise fail("split_kinds", message, label="split.train/split.test")
+    if s.train < 1 and s.train + s.test > 1 + 1e-9:
+        raise fail("split_sum", f"fractions add up to {s.train + s.test:g} > 1", label="split.train + split.test")
+
+
+def check_occlusion_fits(o: OcclusionParams, size: int) -> None:
+    """Boxes that fit the image without overlap, strokes that can reach the ratio (at prepare.size)."""
+    where = {"label": "occlusion.ratio"}
+    if o.shape in BOX_SHAPES:
+        side = square_side(size, o.ratio, o.ratio_of)
+        if side < 1:
+            raise fail("empty_box", f"{o.ratio} of the {o.ratio_of} gives an empty square at {size} px", **where)
+        fits = (size // side) ** 2
+        if not o.overlap and o.count > fits:
+            what = "squares" if o.shape == "square" else "boxes the area of squares"
+            message = (
+                f"{o.count} {what} of {side}x{side} px cannot fit without overlap "
+                f"in {size}x{size} px (at most {fits}); lower the count or ratio, or set occlusion.overlap: true"
+            )
+            raise fail("boxes_fit", message, label="occlusion.count")
+    if o.shape in ("strokes", "mixed"):
+        # Drawn lazily: the brush's geometry needs numpy and OpenCV, and box shapes never ask.
+        from vaeinpaint.params.strokes import reachable_share
+
+        reach = reachable_share(size, size, o)
+        if reach < o.ratio - 0.01:
+            message = (
+                f"strokes reach only {reach:.2f} of a {size}x{size} image on average with occlusion.strokes "
+                f"{o.strokes}, stroke_vertices {o.stroke_vertices}, stroke_width {o.stroke_width}; lower the ratio or raise those"
+            )
+            raise fail("strokes_reach", message, **where)
+
+
+def check_occlusion(o: OcclusionParams, base: Path | None) -> None:
+    """What each shape takes; the rules that need the image size are `check_occlusion_fits`."""
+    if o.shape not in BOX_SHAPES:
+        if o.count != 1:
+            raise fail("box_only", f"applies to square and rectangle shapes, not {o.shape} (got {o.count}; leave it at 1)", at="count")
+        if o.position != "random":
+            raise fail(
+                "box_only", f"'{o.position}' places one box; it applies to square and rectangle shapes, not {o.shape}", at="position"
+            )
+    if o.position == "center" and o.count != 1:
+        raise fail("one_box", f"'center' places one box, but occlusion.count is {o.count}", at="position")
+    if o.ratio_of == "side" and o.shape != "square":
+        message = f"'side' is the study's rule for squares; occlusion.shape {o.shape} takes ratio_of: area"
+        raise fail("squares_only", message, at="ratio_of")
+    if o.shape == "files":
+        if not o.path:
+            raise fail("required", "required when occlusion.shape is 'files' (a folder or archive of mask images)", at="path")
+        if base is not None and not resolve(o.path, base).exists():
+            raise fail("path_missing", f"{o.path} does not exist", at="path")

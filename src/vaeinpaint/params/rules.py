@@ -1,21 +1,20 @@
-"""Rules between params: within a block, across blocks, and against the files they name.
+"""Rules on values that need no block to read: paths and URLs (and whether what they name
+exists), the study's arch against the image size, the rendezvous endpoint, a model spec, and
+the side of a square hole. The blocks' own rules (`blocks.py`) call them.
 
-The blocks' validators call these; each raises `fields.fail` with the param it is about
-(`at`), so the one error formatter names it as it names a field pydantic checked.
+Each raises `fields.fail` with the param it is about (`at`), so the one error formatter names
+it as it names a field pydantic checked.
 """
 
 from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from pydantic import ValidationInfo
 
-from vaeinpaint.params.fields import BOX_SHAPES, URL_SCHEMES, fail
-
-if TYPE_CHECKING:
-    from vaeinpaint.params.blocks import DataParams, OcclusionParams, SplitParams
+from vaeinpaint.params.fields import URL_SCHEMES, fail
 
 HEX = set("0123456789abcdefABCDEF")
 
@@ -36,34 +35,6 @@ def model_path(spec: str, base: Path) -> Path:
     return resolve(spec, base)
 
 
-def check_data(d: DataParams, base: Path | None) -> None:
-    if d.source == "folder" and not d.path:
-        raise fail("required", "required when data.source is 'folder'", at="path")
-    if d.source == "url":
-        if not d.url:
-            raise fail("required", "required when data.source is 'url'", at="url")
-        if not d.sha256:
-            raise fail("required", "required when data.source is 'url' (an unverified download is not reproducible)", at="sha256")
-    if d.sha256 and (len(d.sha256) != 64 or not set(d.sha256) <= HEX):
-        raise fail("sha256", f"expected 64 hex digits, got {d.sha256!r}", at="sha256")
-    if d.url and d.source in ("url", "ffhq", "animals10"):
-        check_url(d.url, base)
-    if d.source == "ffhq" and not (d.path or d.url):
-        raise fail(
-            "required",
-            "the ffhq source needs a local copy of FFHQ (thumbnails128x128.zip, images1024x1024.zip or their "
-            "folder) in data.path, or a mirror in data.url: the official Google Drive host is quota-limited and serves "
-            "files one by one (https://github.com/NVlabs/ffhq-dataset)",
-            at="path",
-        )
-    if base is not None and d.path and d.source in ("folder", "ffhq", "animals10"):
-        path = resolve(d.path, base)
-        if not path.exists():
-            raise fail("path_missing", f"{d.path} does not exist", at="path")
-        if d.source == "folder" and not path.is_dir():
-            raise fail("path_not_folder", f"{d.path} is not a folder", at="path")
-
-
 def check_url(url: str, base: Path | None) -> None:
     from urllib.parse import urlparse
     from urllib.request import url2pathname
@@ -73,66 +44,6 @@ def check_url(url: str, base: Path | None) -> None:
         raise fail("url", f"expected an http://, https:// or file:/// URL of an archive, got {url!r}", at="url")
     if parsed.scheme == "file" and base is not None and not Path(url2pathname(parsed.path)).is_file():
         raise fail("path_missing", f"{url} does not exist", at="url")
-
-
-def check_split(s: SplitParams) -> None:
-    for name, value in (("train", s.train), ("test", s.test)):
-        if value >= 1 and value != int(value):
-            raise fail("whole_count", f"a count must be a whole number, got {value}", at=name)
-    if (s.train < 1) != (s.test < 1):
-        message = f"give both as fractions or both as counts, got {s.train} and {s.test}"
-        raise fail("split_kinds", message, label="split.train/split.test")
-    if s.train < 1 and s.train + s.test > 1 + 1e-9:
-        raise fail("split_sum", f"fractions add up to {s.train + s.test:g} > 1", label="split.train + split.test")
-
-
-def check_occlusion(o: OcclusionParams, base: Path | None) -> None:
-    """What each shape takes; the rules that need the image size are `check_occlusion_fits`."""
-    if o.shape not in BOX_SHAPES:
-        if o.count != 1:
-            raise fail("box_only", f"applies to square and rectangle shapes, not {o.shape} (got {o.count}; leave it at 1)", at="count")
-        if o.position != "random":
-            raise fail(
-                "box_only", f"'{o.position}' places one box; it applies to square and rectangle shapes, not {o.shape}", at="position"
-            )
-    if o.position == "center" and o.count != 1:
-        raise fail("one_box", f"'center' places one box, but occlusion.count is {o.count}", at="position")
-    if o.ratio_of == "side" and o.shape != "square":
-        message = f"'side' is the study's rule for squares; occlusion.shape {o.shape} takes ratio_of: area"
-        raise fail("squares_only", message, at="ratio_of")
-    if o.shape == "files":
-        if not o.path:
-            raise fail("required", "required when occlusion.shape is 'files' (a folder or archive of mask images)", at="path")
-        if base is not None and not resolve(o.path, base).exists():
-            raise fail("path_missing", f"{o.path} does not exist", at="path")
-
-
-def check_occlusion_fits(o: OcclusionParams, size: int) -> None:
-    """Boxes that fit the image without overlap, strokes that can reach the ratio (at prepare.size)."""
-    where = {"label": "occlusion.ratio"}
-    if o.shape in BOX_SHAPES:
-        side = square_side(size, o.ratio, o.ratio_of)
-        if side < 1:
-            raise fail("empty_box", f"{o.ratio} of the {o.ratio_of} gives an empty square at {size} px", **where)
-        fits = (size // side) ** 2
-        if not o.overlap and o.count > fits:
-            what = "squares" if o.shape == "square" else "boxes the area of squares"
-            message = (
-                f"{o.count} {what} of {side}x{side} px cannot fit without overlap "
-                f"in {size}x{size} px (at most {fits}); lower the count or ratio, or set occlusion.overlap: true"
-            )
-            raise fail("boxes_fit", message, label="occlusion.count")
-    if o.shape in ("strokes", "mixed"):
-        # Drawn lazily: the brush's geometry needs numpy and OpenCV, and box shapes never ask.
-        from vaeinpaint.params.strokes import reachable_share
-
-        reach = reachable_share(size, size, o)
-        if reach < o.ratio - 0.01:
-            message = (
-                f"strokes reach only {reach:.2f} of a {size}x{size} image on average with occlusion.strokes "
-                f"{o.strokes}, stroke_vertices {o.stroke_vertices}, stroke_width {o.stroke_width}; lower the ratio or raise those"
-            )
-            raise fail("strokes_reach", message, **where)
 
 
 def check_arch(arch: str, size: int, color: str) -> None:
