@@ -462,3 +462,14 @@ def test_torch_compile_wraps_the_ddp_module_not_the_other_way_round(tmp_path):
         assert wrapped._orig_mod.module is model
     finally:
         tdist.destroy_process_group()
+
+
+def test_the_same_state_saves_to_the_same_bytes(tmp_path):
+    """A checkpoint's bytes depend on its contents only (not on the temporary file it was
+    written through), so DVC hashes the same weights the same in every run."""
+    from vaeinpaint.modeling.model import build_model
+
+    state = {"model": build_model(tiny_params().model).state_dict(), "epoch": 3}
+    save_checkpoint(tmp_path / "a.pt", state)
+    save_checkpoint(tmp_path / "sub" / "checkpoint.pt", state)
+    assert (tmp_path / "a.pt").read_bytes() == (tmp_path / "sub" / "checkpoint.pt").read_bytes()

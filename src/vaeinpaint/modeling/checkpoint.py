@@ -28,8 +28,10 @@ LEGACY_MODEL = {"head": "transpose", "context": 0, "context_kind": "dilated", "a
 
 
 def save_checkpoint(path: str | Path, state: dict[str, Any]) -> None:
-    with atomic_path(path) as tmp:
-        torch.save(state, tmp)
+    # Through a file object: torch.save names the zip's records after a path it is given,
+    # here the temporary file's random name, and the same weights would hash differently.
+    with atomic_path(path) as tmp, open(tmp, "wb") as file:
+        torch.save(state, file)
 
 
 def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu", mmap: bool = False) -> dict[str, Any]:
