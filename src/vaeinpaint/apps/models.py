@@ -12,7 +12,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from vaeinpaint import paths, tracking
-from vaeinpaint.inference.loading import Model, load_model_file, select_inpaint_device
+from vaeinpaint.inference.loading import Model, load_model_file
+from vaeinpaint.modeling.device import select_device_option
 
 
 @dataclass(frozen=True)
@@ -28,7 +29,7 @@ def checkpoint_path(spec: str) -> Path:
 
 
 def load_model(spec: str, device: str = "auto") -> Model:
-    select_inpaint_device(device)  # a bad --device is refused before anything is downloaded
+    select_device_option(device, "--device")  # a bad --device is refused before anything is downloaded
     return load_model_file(checkpoint_path(spec), device, spec)
 
 

@@ -30,12 +30,7 @@ class Model:
 
 def load_model_file(path: str | Path, device: str = "auto", spec: str | None = None) -> Model:
     """The model in the checkpoint at `path` (loaded with weights_only=True), on `device`."""
-    torch_device = select_inpaint_device(device)
+    torch_device = select_device_option(device, "--device")
     state = load_checkpoint(Path(path))
     module, size = model_from_checkpoint(state, torch_device)
     return Model(module, size, checkpoint_color(state), torch_device, str(path) if spec is None else spec)
-
-
-def select_inpaint_device(name: str) -> torch.device:
-    """`modeling.device.select_device`, with errors that name the command's option."""
-    return select_device_option(name, "--device")
