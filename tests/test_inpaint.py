@@ -248,6 +248,7 @@ ERRORS = {
     "mask over output": ("L", "photo.png --box 30,20,50,40 --samples 2 --save-mask out_2.png", "--save-mask out_2.png: is also where"),
     "unknown device": ("L", "photo.png --box 30,20,50,40 --device tpu", "--device tpu: must be one of auto, cpu, cuda"),
     "no samples": ("L", "photo.png --box 30,20,50,40 --samples 0", "--samples: must be at least 1, got 0"),
+    "negative seed": ("L", "photo.png --box 30,20,50,40 --seed -1", "--seed: must be at least 0, got -1"),
 }
 
 
