@@ -62,7 +62,7 @@ def machine_lines() -> list[str]:
     else:
         lines.append(f"NVIDIA driver: {driver.version} (runs CUDA up to {driver.cuda[0]}.{driver.cuda[1]}; sees {driver.gpus} GPU(s))")
     if not torch.cuda.is_available():
-        lines.append(f"GPUs: none usable ({cuda_unavailable_reason()})")
+        lines.append(f"GPUs: none usable: {cuda_unavailable_reason()}")
         lines.append(f"bf16 native on this CPU: {'yes' if cpu_has_native_bf16() else 'no'}")
         return lines
     for index in range(torch.cuda.device_count()):
@@ -84,7 +84,7 @@ def precision_reason(device: torch.device, precision: str) -> str:
     """Why `train.precision: auto` resolves to `precision` on `device` (`resolve_precision`'s rule)."""
     if device.type == "cuda":
         return "the GPU computes bf16 natively" if precision == "bf16" else "the GPU has no native bf16: fp16 with loss scaling"
-    return "this CPU computes bf16 natively (AVX512-BF16 or AMX)" if precision == "bf16" else "this CPU has no native bf16"
+    return "this CPU computes bf16 natively: AVX512-BF16 or AMX" if precision == "bf16" else "this CPU has no native bf16"
 
 
 def training_lines() -> list[str]:
@@ -198,7 +198,7 @@ def run_doctor(gpu: bool, echo: Callable[[str], None]) -> int:
     """Print the report (and with `gpu` the checks); the exit status."""
     started = time.monotonic()
     if gpu and not torch.cuda.is_available():
-        raise ParamError(f"doctor --gpu: no usable CUDA device here ({cuda_unavailable_reason()}); the GPU checks need one")
+        raise ParamError(f"doctor --gpu: the GPU checks need a CUDA device, and none is usable here: {cuda_unavailable_reason()}")
     for line in machine_lines() + training_lines():
         echo(line)
     if not gpu:

@@ -93,7 +93,7 @@ def cuda_unavailable_reason() -> str:
         return f"torch is built for CUDA {built_for}, but CUDA_VISIBLE_DEVICES={visible!r} hides every GPU"
     driver = nvidia_driver()
     if driver is None:
-        return f"torch is built for CUDA {built_for}, but no NVIDIA driver was found (no GPU in this machine or container?)"
+        return f"torch is built for CUDA {built_for}, but no NVIDIA driver was found: no GPU in this machine or container, or no driver installed"
     if driver.gpus == 0:
         return f"torch is built for CUDA {built_for}, but the NVIDIA driver {driver.version} sees no GPU"
     if driver.cuda[0] < _cuda_version(built_for)[0]:
