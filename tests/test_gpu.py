@@ -110,7 +110,7 @@ def test_trains_on_cuda(name, data):
     assert result.precision == resolve_precision(CUDA, params.train.precision)
     if result.precision == "fp16":
         assert result.state["scaler"]["scale"] > 0  # the scaler ran and is kept with the model
-    assert train_module.summary(result, params, CUDA)["device"] == "cuda"
+    assert train_module.summary(result, params, CUDA)["device"] == str(CUDA)
 
 
 def test_a_time_budget_stops_training_on_cuda(data):
@@ -196,7 +196,7 @@ def test_streamed_batches_on_cuda_are_the_resident_ones(tmp_path):
         pairs = list(zip(resident.batches(order, 5, 7), streamed.batches(order, 5, 7), strict=True))
         assert len(pairs) == 7
         for (ri, rm), (si, sm) in pairs:
-            assert si.device.type == "cuda" and torch.equal(ri, si) and torch.equal(rm, sm)
+            assert si.device.type == CUDA.type and torch.equal(ri, si) and torch.equal(rm, sm)
 
 
 def test_streamed_training_on_cuda_matches_resident(tmp_path, monkeypatch):
