@@ -62,6 +62,7 @@ LAYERS = [
     "vaeinpaint.console",
     "vaeinpaint.apps",
     "vaeinpaint.bench",
+    "vaeinpaint.doctor",
     "vaeinpaint.cli",
 ]
 

@@ -112,6 +112,20 @@ def serve(
 
 @app.command()
 @fails_in_one_line
+def doctor(
+    gpu: bool = typer.Option(
+        False, "--gpu", help="also run the GPU test tier (pytest -m gpu) and the quick benchmark on CUDA: under 8 minutes on one H100"
+    ),
+) -> None:
+    """What this machine offers training: torch, CUDA, cuDNN, the GPUs and driver, what train.device and
+    train.precision auto would choose and why, and whether train.compile has its compiler."""
+    from vaeinpaint.doctor import run_doctor
+
+    raise typer.Exit(run_doctor(gpu, typer.echo))
+
+
+@app.command()
+@fails_in_one_line
 def register(
     run: str | None = typer.Option(None, "--run", help="the MLflow run whose model to register"),
     best: str | None = typer.Option(

@@ -33,6 +33,7 @@ from vaeinpaint.modeling.device import select_device_option
 from vaeinpaint.modeling.layout import to_model
 from vaeinpaint.modeling.model import build_model, count_parameters
 from vaeinpaint.modeling.precision import autocast_for, make_scaler
+from vaeinpaint.modeling.toolchain import compile_toolchain_problem
 from vaeinpaint.modeling.train import make_optimizer, training_step
 from vaeinpaint.params import ModelParams, OcclusionParams, Params, TrainParams
 
@@ -171,6 +172,20 @@ def mask_shapes(
     return result
 
 
+def measure_compiled(defaults: Params, train_params: TrainParams, device: torch.device, steps: int, warmup: int) -> dict:
+    """Training images/s with torch.compile, or None and why not: the toolchain is checked
+    first (the check the train stage makes for train.compile), and any other failure is
+    reported rather than failing the benchmark."""
+    problem = compile_toolchain_problem(device)
+    if problem:
+        return {"compiled_train_img_per_s": None, "compile_error": f"torch.compile needs {problem}"}
+    try:
+        compiled = measure_training(defaults.model, train_params.model_copy(update={"compile": True}), device, steps, warmup + 2)
+    except Exception as exc:
+        return {"compiled_train_img_per_s": None, "compile_error": one_line(exc, 100)}
+    return {"compiled_train_img_per_s": round(compiled["img_per_s"], 1)}
+
+
 def run(
     quick: bool = False, device_name: str = "auto", compile_check: bool | None = None, prepare: bool = True, batch_size: int = 0
 ) -> dict:
@@ -230,12 +245,7 @@ def run(
         "paper_parameters": paper["parameters"],
     }
     if compile_check if compile_check is not None else not quick:
-        try:
-            compiled = measure_training(defaults.model, ours_train.model_copy(update={"compile": True}), device, steps, warmup + 2)
-            result["compiled_train_img_per_s"] = round(compiled["img_per_s"], 1)
-        except Exception as exc:  # no compiler toolchain: report, don't fail the benchmark
-            result["compiled_train_img_per_s"] = None
-            result["compile_error"] = one_line(exc, 100)
+        result.update(measure_compiled(defaults, ours_train, device, steps, warmup))
     if prepare:
         from vaeinpaint.bench.prepare import bench_prepare
 

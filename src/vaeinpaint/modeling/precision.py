@@ -17,6 +17,11 @@ def cuda_has_native_bf16() -> bool:
         return torch.cuda.is_bf16_supported()
 
 
+def cpu_has_native_bf16() -> bool:
+    """CPUs with AVX512-BF16 or AMX compute bf16 natively (oneDNN reports it)."""
+    return torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported()
+
+
 def resolve_precision(device: torch.device, requested: str = "auto") -> str:
     """What `train.precision` means on `device`: "bf16", "fp16" or "fp32". `auto`: bf16 where
     the hardware computes it natively (Ampere+ GPUs; CPUs with AVX512-BF16 or AMX, 1.4x faster
@@ -29,8 +34,7 @@ def resolve_precision(device: torch.device, requested: str = "auto") -> str:
             return "bf16" if native else "fp16"
         return requested
     if requested == "auto":
-        native = torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported()
-        return "bf16" if native else "fp32"
+        return "bf16" if cpu_has_native_bf16() else "fp32"
     return requested
 
 

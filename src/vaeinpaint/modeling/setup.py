@@ -46,11 +46,15 @@ def with_sync_bn(model: torch.nn.Module, tp: TrainParams, device: torch.device, 
 
 
 def wrap_for_training(model: torch.nn.Module, tp: TrainParams, device: torch.device, world: int) -> torch.nn.Module:
-    """DistributedDataParallel around the model when there are several processes, then
-    torch.compile around that: the order PyTorch documents, so that compilation sees DDP's
-    bucket boundaries and overlaps communication with the backward pass."""
-    if world > 1:
-        model = torch.nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+    """torch.compile around the model, then DistributedDataParallel around that when there are
+    several processes: the order PyTorch's guide to torch.compile gives ("Where to apply
+    torch.compile?": Dynamo does not trace DDP's wrapper well, so compile the module inside
+    it). Dynamo still splits the compiled graph at DDP's bucket boundaries (DDPOptimizer sees
+    the DDP module it runs under), so communication overlaps the backward pass. `torch.compile`
+    returns a new module over the same parameters, so `model` itself stays eager: the weight
+    average, validation and checkpoints never see the compiled one."""
     if tp.compile:
         model = torch.compile(model)
+    if world > 1:
+        model = torch.nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
     return model

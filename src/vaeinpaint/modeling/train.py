@@ -50,7 +50,7 @@ from vaeinpaint.data.split import split_key
 from vaeinpaint.files import file_hash
 from vaeinpaint.masks.generator import TrainingMasks
 from vaeinpaint.modeling.checkpoint import model_config
-from vaeinpaint.modeling.device import select_device
+from vaeinpaint.modeling.device import device_reason, select_device
 from vaeinpaint.modeling.distributed import Distributed, broadcast_buffers, broadcast_object
 from vaeinpaint.modeling.ema import WeightAverage
 from vaeinpaint.modeling.epoch import (
@@ -142,6 +142,7 @@ class TrainResult:
     stopped_early: bool = False
     streamed: bool = False  # the training set did not fit on the device and was streamed to it
     precision: str = "fp32"  # what the run computed in: bf16, fp16 or fp32
+    device_reason: str = ""  # why train.device gave the device it did (auto on a CPU: why not CUDA)
     minutes: float = 0.0  # of training (the budget's clock), over every session of a resumed training
 
 
@@ -169,6 +170,9 @@ def train_model(
     """
     tp = params.train
     device = training_device(tp, dist)
+    reason = device_reason(tp.device, device)
+    if dist.main:
+        log.info("train: on %s (%s)", device, reason)
     torch.manual_seed(tp.seed)
     size, color = images.shape[1], color_of(images)
     train_idx, val_idx, per_rank_batch, steps_per_epoch = plan(ids, tp, device, dist)
@@ -229,6 +233,7 @@ def train_model(
         stopped_early=stopped_early,
         streamed=feed.streamed,
         precision=precision,
+        device_reason=reason,
         minutes=state.clock.local_elapsed() / 60,
     )
 
@@ -308,6 +313,7 @@ def summary(result: TrainResult, params: Params, device: torch.device) -> dict[s
         "images_per_s": round(result.images_per_s, 1),
         "training_minutes": round(result.minutes, 3),  # the budget's clock, over every session
         "device": str(device),
+        "device_reason": result.device_reason,
         "precision": result.precision,
         "schedule": "time" if params.train.max_minutes else "epochs",
         "parameters": count_parameters(result.model),
