@@ -108,9 +108,9 @@ class SelfAttention(nn.Module):
 
 class PosteriorEncoder(nn.Module):
     """q(z | image, mask) of the learned prior: the whole image and the mask through four stride-2
-    stages, like the main encoder's (same rounding, so the latents line up) at half its width
-    (it only has to say what is in the hole, at 1/16 resolution, and runs in training only),
-    to the mean and log-variance of the spatial latent."""
+    conv blocks, one per stage of the main encoder (the same rounding, so the latents line up
+    at any size), at half its width (it only has to say what is in the hole, at 1/16
+    resolution, and runs in training only), to the mean and log-variance of the spatial latent."""
 
     def __init__(self, channels: int, width: int, latent_channels: int):
         super().__init__()
