@@ -112,3 +112,28 @@ def test_evaluation_is_timed_after_warm_up_passes_of_the_same_call(monkeypatch):
     speed = bench.measure_eval(ModelParams(), torch.device("cpu"), batch=8, steps=4, warmup=3)
     assert passes == [(False, (8, 1, 100, 100))] * 7  # 3 warm-up + 4 timed, all alike
     assert speed == pytest.approx(4 * 8 / 1.0)  # the clock was read only around the 4 timed passes
+
+
+def test_the_learned_prior_is_timed_beside_the_standard_one(monkeypatch):
+    priors = []
+
+    def measure(model_params, train_params, device, steps, warmup, channels=1, occlusion=None):
+        if model_params.arch == "inpaint" and channels == 1 and (occlusion is None or occlusion.shape == "square"):
+            priors.append((model_params.prior, model_params.head))
+        per_image = {"standard": 10.0, "learned": 6.0}[model_params.prior] if model_params.arch == "inpaint" else 0.5
+        size = 2 if model_params.prior == "learned" else 1
+        return {
+            "img_per_s": per_image * train_params.batch_size,
+            "checkpoint_mb": 1.0,
+            "parameters": size,
+            "mask_setup_s": 0.1,
+            "mask_ms_per_batch": 1.0,
+        }
+
+    monkeypatch.setattr(bench, "measure_training", measure)
+    monkeypatch.setattr(bench, "measure_eval", lambda *args: 100.0)
+    result = bench.run(quick=True, device_name="cpu", compile_check=False, prepare=False)
+    assert priors[0] == ("standard", "shuffle") and ("learned", "shuffle") in priors  # the default model, its prior changed only
+    batch = Params().train.batch_size
+    assert result["train_img_per_s_learned_prior"] == 6.0 * batch and result["learned_vs_standard_prior"] == 0.6
+    assert result["learned_prior_parameters"] == 2 and result["parameters"] == 1

@@ -48,7 +48,11 @@ def inpaint(
         help="a checkpoint file, runs:/RUN_ID/model, models:/NAME@ALIAS or models:/NAME/VERSION (default: data/model/checkpoint.pt in the project)",
     ),
     checkpoint: Path | None = typer.Option(None, "--checkpoint", help="a checkpoint file (the same as --model with a path)"),
-    samples: int = typer.Option(1, "--samples", help="1: the most likely completion; K > 1: K drawn from the latent, as NAME_1 ... NAME_K"),
+    samples: int = typer.Option(
+        1,
+        "--samples",
+        help="1: the most likely completion; K > 1: K drawn from the latent (a learned prior's, where the checkpoint has one), as NAME_1 ... NAME_K",
+    ),
     save_mask: Path | None = typer.Option(None, "--save-mask", help="also write the mask used (white = missing); for a folder, a folder"),
     device: str = typer.Option("auto", "--device", help="auto, cpu or cuda"),
     strategy: str = typer.Option(

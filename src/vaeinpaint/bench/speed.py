@@ -9,7 +9,9 @@ in this run on this device, so figures can be compared as ratios even on a noisy
   lives on the device, with the fresh random masks training draws; and of the default model
   on RGB images (`prepare.color: rgb`) beside gray; and of the default model with stroke and
   mixed masks instead of squares (masks from the bank training keeps on the device; drawing
-  the bank, once per training, is timed apart). The paper's model is timed at our batch size
+  the bank, once per training, is timed apart); and of the default model with the learned
+  prior (`model.prior: learned`: the posterior network and, at the default
+  `train.generative_weight`, the decoder's second pass on the prior's mean) beside the standard one. The paper's model is timed at our batch size
   where memory allows (halved until it fits on a GPU; on a CPU a small batch, as it runs ~1
   image/s there), and ours is timed at the paper's batch too, so the speed-up compares equal
   batches;
@@ -203,6 +205,7 @@ def run(
     ours = measure_training(defaults.model, ours_train, device, steps, warmup)
     colour = measure_training(defaults.model, ours_train, device, steps, warmup, channels=3)
     transpose_head = measure_training(defaults.model.model_copy(update={"head": "transpose"}), ours_train, device, steps, warmup)
+    learned = measure_training(defaults.model.model_copy(update={"prior": "learned"}), ours_train, device, steps, warmup)
 
     paper_steps = ((1, 1) if quick else (3, 1)) if cpu else (steps, warmup)
 
@@ -233,6 +236,9 @@ def run(
         "rgb_vs_gray_train": round(colour["img_per_s"] / ours["img_per_s"], 3),
         "train_img_per_s_transpose_head": round(transpose_head["img_per_s"], 1),
         "shuffle_vs_transpose_head": round(ours["img_per_s"] / transpose_head["img_per_s"], 3),
+        "train_img_per_s_learned_prior": round(learned["img_per_s"], 1),
+        "learned_vs_standard_prior": round(learned["img_per_s"] / ours["img_per_s"], 3),
+        "learned_prior_parameters": learned["parameters"],
         "paper_batch_size": paper_batch,
         "paper_train_img_per_s": round(paper["img_per_s"], 2),
         "train_img_per_s_at_paper_batch": round(same_batch["img_per_s"], 1),

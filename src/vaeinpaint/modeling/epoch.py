@@ -87,8 +87,8 @@ def training_step(
     """One optimisation step on images `x` with masks `m`; returns detached (loss, recon, kl).
     `generator` draws the latent noise (None: the global generator, as under torch.compile)."""
     with autocast:
-        out, mu, logvar = model(x * (1 - m), m, sample=True, generator=generator)
-    loss, recon, kl = inpainting_loss(out, x, m, mu, logvar, tp)
+        out, mu, logvar, *prior = model(x * (1 - m), m, sample=True, generator=generator, **whole_image(x, tp))
+    loss, recon, kl = inpainting_loss(out, x, m, mu, logvar, tp, *prior)
     optimizer.zero_grad(set_to_none=True)
     if scaler is not None and scaler.is_enabled():
         scaler.scale(loss).backward()
@@ -98,6 +98,13 @@ def training_step(
         loss.backward()
         optimizer.step()
     return loss.detach(), recon, kl
+
+
+def whole_image(x: torch.Tensor, tp: TrainParams) -> dict:
+    """What a model with a learned prior sees in training besides the damaged image: the whole
+    image (its posterior's input), and whether to decode the prior's mean too (the generative
+    path). A standard model ignores both."""
+    return {"image": x, "generative": tp.generative_weight > 0}
 
 
 def train_epoch(
@@ -153,7 +160,8 @@ def epoch_means(sums: torch.Tensor, steps: int, dist: Distributed) -> dict[str, 
 
 @torch.no_grad()
 def validation_loss(model, val_idx, feed, batch, tp: TrainParams, autocast, dist: Distributed = Distributed()) -> float:
-    """Mean loss on the held-out images with their stored masks and the latent's mean. Each
+    """Mean loss on the held-out images with their stored masks and the latent's mean (a learned
+    prior's model: the training loss, with the posterior's mean and the prior's). Each
     process scores its share; sums stay on the device (float64) until one sync at the end."""
     was_training = model.training
     model.eval()
@@ -163,8 +171,8 @@ def validation_loss(model, val_idx, feed, batch, tp: TrainParams, autocast, dist
         idx = shard[start : start + 256]
         x, m = batch(*feed.gather(idx), True, None)
         with autocast:
-            out, mu, logvar = model(x * (1 - m), m, sample=False)
-        loss, _, _ = inpainting_loss(out, x, m, mu, logvar, tp)
+            out, mu, logvar, *prior = model(x * (1 - m), m, sample=False, **whole_image(x, tp))
+        loss, _, _ = inpainting_loss(out, x, m, mu, logvar, tp, *prior)
         sums[0] += loss.double() * len(idx)
         sums[1] += len(idx)
     total, count = all_sum(sums, dist).tolist()

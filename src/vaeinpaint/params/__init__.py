@@ -37,6 +37,7 @@ from vaeinpaint.params.fields import (
     HEADS,
     POSITIONS,
     PRECISIONS,
+    PRIORS,
     RATIO_OF,
     SHAPES,
     SIZES,
@@ -49,10 +50,11 @@ from vaeinpaint.params.fields import (
 )
 from vaeinpaint.params.loading import augment_value, from_dict, load_params, split_sizes, validate
 from vaeinpaint.params.report import first_error, param_error
-from vaeinpaint.params.rules import model_path, square_side
+from vaeinpaint.params.rules import AUTO_SAMPLES, model_path, resolve_samples, square_side
 
 __all__ = [
     "ARCHS",
+    "AUTO_SAMPLES",
     "AUGMENTS",
     "BASELINES",
     "BOX_SHAPES",
@@ -64,6 +66,7 @@ __all__ = [
     "HEADS",
     "POSITIONS",
     "PRECISIONS",
+    "PRIORS",
     "RATIO_OF",
     "SHAPES",
     "SIZES",
@@ -89,6 +92,7 @@ __all__ = [
     "load_params",
     "model_path",
     "param_error",
+    "resolve_samples",
     "split_sizes",
     "square_side",
     "validate",

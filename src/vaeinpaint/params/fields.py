@@ -26,6 +26,7 @@ Position = Literal["random", "center"]
 Arch = Literal["inpaint", "paper"]
 Head = Literal["shuffle", "transpose"]  # model.head: how the inpaint decoder reaches full resolution
 ContextKind = Literal["dilated", "fourier"]  # model.context_kind
+Prior = Literal["standard", "learned"]  # model.prior: the latent's prior, N(0, I) or a network on the visible pixels
 Device = Literal["auto", "cpu", "cuda"]
 Precision = Literal["auto", "fp32", "bf16", "fp16"]
 TrainMasks = Literal["random", "fixed"]
@@ -45,6 +46,7 @@ POSITIONS = get_args(Position)
 ARCHS = get_args(Arch)
 HEADS = get_args(Head)
 CONTEXT_KINDS = get_args(ContextKind)
+PRIORS = get_args(Prior)
 DEVICES = get_args(Device)
 PRECISIONS = get_args(Precision)
 TRAIN_MASKS = get_args(TrainMasks)
@@ -151,9 +153,24 @@ def to_augment(value: Any) -> str:
     return "+".join(op for op in AUGMENTS if op in ops) or "none"
 
 
+def to_samples(value: Any) -> int | str:
+    """`evaluate.samples`: `auto` (a default that depends on the evaluated model's prior) or a
+    whole number >= 0."""
+    if isinstance(value, str) and value.strip() == "auto":
+        return "auto"
+    try:
+        number = to_integer(value)
+    except PydanticCustomError:
+        number = -1
+    if number < 0:
+        raise fail("samples", f"expected auto or a whole number >= 0, got {value!r}")
+    return number
+
+
 Number = Annotated[float, BeforeValidator(to_number)]
 Integer = Annotated[int, BeforeValidator(to_integer)]
 Flag = Annotated[bool, BeforeValidator(to_flag)]
 Text = Annotated[str, BeforeValidator(to_text)]
 AugmentText = Annotated[str, BeforeValidator(to_augment)]
 Baselines = Annotated[tuple[Baseline, ...], BeforeValidator(to_list)]
+Samples = Annotated[int | Literal["auto"], BeforeValidator(to_samples)]
