@@ -47,7 +47,7 @@ def epoch_draws(
     generator passed into the forward breaks the compiled graph in three) the latent noise
     comes from the global generator, seeded here per (epoch, process)."""
     generator = masks.for_epoch(epoch)
-    order = train_idx[torch.randperm(len(train_idx), generator=generator, device=train_idx.device)]
+    order = train_idx[epoch_permutation(masks, epoch, generator, len(train_idx)).to(train_idx.device)]
     order = order[dist.rank :: dist.world]
     if dist.world > 1:
         generator = torch.Generator(device=train_idx.device).manual_seed(rank_seed(tp.seed, epoch, dist.rank))
@@ -57,6 +57,18 @@ def epoch_draws(
         noise = None
         torch.manual_seed(rank_seed(tp.seed, epoch, dist.rank) + 7)
     return EpochDraws(order, generator, noise, augment_gen)
+
+
+def epoch_permutation(masks: TrainingMasks, epoch: int, generator: torch.Generator, n: int) -> torch.Tensor:
+    """The epoch's order of `n` training images, drawn on the CPU: every process of a DDP
+    training computes the same permutation (a GPU's randperm, drawn by each rank on its own
+    card, need not agree across cards and versions, and a split of orders that disagree
+    would skip some images and repeat others). On a CPU device it is drawn from the epoch's
+    own generator, before its masks, as it always was (the same bits); elsewhere from a CPU
+    generator with the same seed, so the device's generator is left to the masks."""
+    if generator.device.type == "cpu":
+        return torch.randperm(n, generator=generator)
+    return torch.randperm(n, generator=masks.for_epoch(epoch, torch.device("cpu")))
 
 
 @dataclass
