@@ -26,3 +26,9 @@ def select_device_option(name: str, option: str = "--device") -> torch.device:
     if name == "cuda" and not torch.cuda.is_available():
         raise ParamError(f"{option} cuda: no CUDA device is available (use auto or cpu)")
     return select_device(name)
+
+
+def synchronize(device: torch.device) -> None:
+    """Wait for the work queued on `device` (CUDA runs asynchronously; a CPU has nothing queued)."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)

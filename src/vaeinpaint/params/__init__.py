@@ -27,6 +27,7 @@ from vaeinpaint.params.blocks import (
 from vaeinpaint.params.fields import (
     ARCHS,
     AUGMENTS,
+    AUTO_BATCH,
     BASELINES,
     BOX_SHAPES,
     COLORS,
@@ -53,6 +54,7 @@ from vaeinpaint.params.rules import model_path, square_side
 
 __all__ = [
     "ARCHS",
+    "AUTO_BATCH",
     "AUGMENTS",
     "BASELINES",
     "BOX_SHAPES",
