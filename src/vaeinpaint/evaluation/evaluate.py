@@ -15,6 +15,7 @@ from PIL import Image, ImageDraw
 
 from vaeinpaint.evaluation import metrics
 from vaeinpaint.modeling.layout import from_model, masks_to_model, to_model
+from vaeinpaint.modeling.precision import exact_fp32
 from vaeinpaint.progress import progress
 
 
@@ -32,15 +33,20 @@ def restore(
     for uint8 `images` damaged by `masks`.
 
     With `sample=False` the latent is its mean, so the result is deterministic. Inference runs
-    in fp32 even where training used bf16: reported metrics carry no reduced-precision noise."""
+    in fp32 even where training used bf16, and on CUDA with TF32 off (`exact_fp32`: cuDNN
+    would otherwise compute fp32 convolutions at TF32's 10-bit mantissa): reported metrics
+    carry no reduced-precision noise."""
     model.eval()
     device = torch.device(device)
     outputs = np.empty(images.shape, dtype=np.float32)
-    for start in progress(range(0, len(images), batch_size), desc="restore", unit="batch"):
-        x = to_model(torch.from_numpy(np.ascontiguousarray(images[start : start + batch_size])).to(device), torch.contiguous_format)
-        m = masks_to_model(torch.from_numpy(np.ascontiguousarray(masks[start : start + batch_size])).to(device), torch.contiguous_format)
-        out, _, _ = model(x * (1 - m), m, sample=sample, generator=generator)
-        outputs[start : start + len(x)] = from_model(out.float()).cpu().numpy()
+    with exact_fp32():
+        for start in progress(range(0, len(images), batch_size), desc="restore", unit="batch"):
+            x = to_model(torch.from_numpy(np.ascontiguousarray(images[start : start + batch_size])).to(device), torch.contiguous_format)
+            m = masks_to_model(
+                torch.from_numpy(np.ascontiguousarray(masks[start : start + batch_size])).to(device), torch.contiguous_format
+            )
+            out, _, _ = model(x * (1 - m), m, sample=sample, generator=generator)
+            outputs[start : start + len(x)] = from_model(out.float()).cpu().numpy()
     return outputs
 
 

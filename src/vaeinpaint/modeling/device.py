@@ -104,3 +104,9 @@ def cuda_unavailable_reason() -> str:
     if visible is not None:
         return f"CUDA_VISIBLE_DEVICES={visible!r} names none of the {driver.gpus} GPU(s) the driver {driver.version} sees"
     return f"CUDA did not start with the NVIDIA driver {driver.version} ({driver.gpus} GPU(s), CUDA {built_for} build)"
+
+
+def synchronize(device: torch.device) -> None:
+    """Wait for the work queued on `device` (CUDA runs asynchronously; a CPU has nothing queued)."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)

@@ -44,10 +44,14 @@ def fp32(tensor: torch.Tensor):
 
 
 def reparameterise(mu: torch.Tensor, logvar: torch.Tensor, sample: bool, generator: torch.Generator | None = None) -> torch.Tensor:
+    """`mu + noise * exp(logvar / 2)`, the noise drawn and the sum taken in fp32 whatever
+    autocast made of `mu` (a bf16 normal has 8 bits of mantissa: coarse, clumped noise), then
+    returned in `mu`'s dtype (the next layer casts to it under autocast anyway). In fp32 this
+    is the same arithmetic as ever."""
     if not sample:
         return mu
-    noise = torch.randn(mu.shape, generator=generator, device=mu.device, dtype=mu.dtype)
-    return mu + noise * torch.exp(0.5 * logvar)
+    noise = torch.randn(mu.shape, generator=generator, device=mu.device, dtype=torch.float32)
+    return (mu.float() + noise * torch.exp(0.5 * logvar.float())).to(mu.dtype)
 
 
 class DilatedResidual(nn.Module):

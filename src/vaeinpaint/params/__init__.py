@@ -27,6 +27,7 @@ from vaeinpaint.params.blocks import (
 from vaeinpaint.params.fields import (
     ARCHS,
     AUGMENTS,
+    AUTO_BATCH,
     BASELINES,
     BOX_SHAPES,
     COLORS,
@@ -55,6 +56,7 @@ from vaeinpaint.params.rules import AUTO_SAMPLES, model_path, resolve_samples, s
 __all__ = [
     "ARCHS",
     "AUTO_SAMPLES",
+    "AUTO_BATCH",
     "AUGMENTS",
     "BASELINES",
     "BOX_SHAPES",

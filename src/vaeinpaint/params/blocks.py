@@ -21,6 +21,7 @@ from vaeinpaint.params.fields import (
     Arch,
     AugmentText,
     Baselines,
+    BatchSize,
     Color,
     ContextKind,
     Device,
@@ -152,8 +153,8 @@ class TrainParams(Block):
     device: Device = "auto"
     precision: Precision = "auto"  # auto: bf16 where the hardware has it natively, else fp16 + loss scaling on CUDA, fp32 on CPU
     epochs: Positive = 30
-    batch_size: Positive = 32
-    lr: Rate = 2e-3
+    batch_size: BatchSize = "auto"  # global; auto: 32 on a CPU, 256 per process on CUDA with lr scaled (modeling.setup)
+    lr: Rate = 2e-3  # with batch_size auto: the rate at batch 32, scaled by sqrt(batch / 32)
     weight_decay: Weight = 0.0
     kl_weight: Weight = 1e-3
     hole_weight: Weight = 6.0
@@ -181,6 +182,7 @@ class TrainParams(Block):
     ema: Decay = 0.999
     probe_points: Count = 20  # test quality measured this many times over the schedule (0: never): metrics/quality_by_minute.csv
     probe_images: Positive = 200  # test images each probe scores (evenly spaced over the test set)
+    resume_minutes: Weight = 2.0  # a resume point on disk at most this often, and at the last epoch (0: after every epoch)
 
     @model_validator(mode="after")
     def _nodes_meet(self) -> TrainParams:

@@ -133,6 +133,23 @@ def augment_ops(value: str) -> tuple[str, ...]:
     return tuple(op for op in value.split("+") if op in AUGMENTS)
 
 
+AUTO_BATCH = "auto"
+
+
+def to_batch_size(value: Any) -> int | str:
+    """`train.batch_size`: a positive integer (as `to_integer` reads one), or `auto` (the
+    training device decides: `modeling.setup.resolve_batch`)."""
+    if value == AUTO_BATCH:
+        return AUTO_BATCH
+    try:
+        number = to_integer(value)
+    except PydanticCustomError:
+        number = 0
+    if number < 1:
+        raise fail("batch_size", f"expected a positive integer or auto, got {value!r}")
+    return number
+
+
 def to_augment(value: Any) -> str:
     """`train.augment` as one canonical string: `none`, or its operations joined by `+` in
     the order they are applied (`flip+crop`), whether it was written `flip+crop`,
@@ -172,5 +189,6 @@ Integer = Annotated[int, BeforeValidator(to_integer)]
 Flag = Annotated[bool, BeforeValidator(to_flag)]
 Text = Annotated[str, BeforeValidator(to_text)]
 AugmentText = Annotated[str, BeforeValidator(to_augment)]
+BatchSize = Annotated[int | Literal["auto"], BeforeValidator(to_batch_size)]
 Baselines = Annotated[tuple[Baseline, ...], BeforeValidator(to_list)]
 Samples = Annotated[int | Literal["auto"], BeforeValidator(to_samples)]
