@@ -119,6 +119,8 @@ def whole_image(x: torch.Tensor, tp: TrainParams) -> dict:
     image (its posterior's input), and whether to decode the prior's mean too (the generative
     path). A standard model ignores both."""
     return {"image": x, "generative": tp.generative_weight > 0}
+
+
 @dataclass
 class EpochSteps:
     """The steps of one epoch, a batch at a time: what the training loop runs for each batch,
