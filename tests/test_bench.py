@@ -195,6 +195,6 @@ def test_the_learned_prior_is_timed_beside_the_standard_one(monkeypatch):
     monkeypatch.setattr(bench, "measure_eval", lambda *args: 100.0)
     result = bench.run(quick=True, device_name="cpu", compile_check=False, prepare=False)
     assert priors[0] == ("standard", "shuffle") and ("learned", "shuffle") in priors  # the default model, its prior changed only
-    batch = Params().train.batch_size
+    batch = result["train_batch_size"]  # train.batch_size as resolved on this device (auto: 32 on a CPU)
     assert result["train_img_per_s_learned_prior"] == 6.0 * batch and result["learned_vs_standard_prior"] == 0.6
     assert result["learned_prior_parameters"] == 2 and result["parameters"] == 1
