@@ -20,6 +20,7 @@ from vaeinpaint.modeling.distributed import (
     process_group,
     relaunch_with_torchrun,
 )
+from vaeinpaint.modeling.toolchain import check_compile_toolchain
 from vaeinpaint.modeling.train import interrupted_run
 from vaeinpaint.params import load_params
 from vaeinpaint.training import INPUTS, finish, resume_file, train_and_record, write_outputs
@@ -28,10 +29,11 @@ from vaeinpaint.training import INPUTS, finish, resume_file, train_and_record, w
 def main(params_file: Path = paths.PARAMS) -> None:
     params = load_params(params_file)
     tp = params.train
+    device = select_device(tp.device)
+    check_compile_toolchain(tp.compile, device)  # before any process starts, not a minute into the first step
     resume = resume_file(params)
     if (tp.gpus > 1 or tp.nodes > 1) and not launched_by_torchrun():
-        raise SystemExit(relaunch_with_torchrun(tp, __file__, sys.argv[1:]))
-    device = select_device(tp.device)
+        raise SystemExit(relaunch_with_torchrun(tp, __file__, sys.argv[1:]))  # checks train.gpus against the GPUs first
     dist = init_distributed(device.type == "cuda")
     with process_group(dist):  # left at the end, quietly when an error is on its way out
         check_same_everywhere(resume.stem, "configuration (fingerprint of params and data)", dist)  # before any run

@@ -157,10 +157,11 @@ def sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def save_tiny_checkpoint(path: Path, size: int = 32, color: str = "gray") -> Path:
-    """An untrained tiny model at `size` px. PyTorch's default init shrinks the signal at
-    every layer, so such a model outputs ~0.5 everywhere whatever its latent; He init keeps
-    the signal, so that (as with a trained model) the latent matters and samples differ."""
+def save_tiny_checkpoint(path: Path, size: int = 32, color: str = "gray", prior: str = "standard") -> Path:
+    """An untrained tiny model at `size` px (with `prior`: `model.prior`). PyTorch's default
+    init shrinks the signal at every layer, so such a model outputs ~0.5 everywhere whatever
+    its latent; He init keeps the signal, so that (as with a trained model) the latent matters
+    and samples differ."""
     import torch
     import torch.nn as nn
 
@@ -169,7 +170,7 @@ def save_tiny_checkpoint(path: Path, size: int = 32, color: str = "gray") -> Pat
     from vaeinpaint.params import ModelParams
 
     torch.manual_seed(0)
-    params = ModelParams(width=8, latent_channels=4)
+    params = ModelParams(width=8, latent_channels=4, prior=prior)
     model = build_model(params, 3 if color == "rgb" else 1)
     for module in model.modules():
         if isinstance(module, (nn.Conv2d, nn.ConvTranspose2d)):

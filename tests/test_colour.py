@@ -16,7 +16,8 @@ from vaeinpaint.data.split import assign_split
 from vaeinpaint.errors import DataError, ParamError
 from vaeinpaint.evaluation import metrics
 from vaeinpaint.evaluation.baselines import fill
-from vaeinpaint.evaluation.evaluate import diversity, restore, sample_grid, score, score_model
+from vaeinpaint.evaluation.diversity import diversity
+from vaeinpaint.evaluation.evaluate import restore, sample_grid, score, score_model
 from vaeinpaint.inference.engine import completions, enlarge, model_mask, model_view
 from vaeinpaint.masks.generator import occlude
 from vaeinpaint.modeling.checkpoint import check_fits_pipeline, load_checkpoint, model_config, model_from_checkpoint, save_checkpoint

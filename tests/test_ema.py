@@ -50,6 +50,42 @@ def test_an_update_moves_the_average_towards_the_weights_and_copies_counters():
     assert not any(p.requires_grad for p in average.model.parameters())
 
 
+def update_as_before(average: WeightAverage, model: torch.nn.Module) -> None:
+    """WeightAverage.update as it was before its lists were kept and its copies fused
+    (commit ac045bd): the reference the kept lists must match bit for bit."""
+    d = average.factor()
+    pairs = [(a, b) for a, b in zip([*average.model.parameters(), *average.model.buffers()], [*model.parameters(), *model.buffers()])]
+    floats = [(a, b.detach()) for a, b in pairs if a.is_floating_point()]
+    with torch.no_grad():
+        torch._foreach_lerp_([a for a, _ in floats], [b for _, b in floats], 1.0 - d)
+        for a, b in pairs:
+            if not a.is_floating_point():
+                a.copy_(b)
+    average.updates += 1
+
+
+def test_the_kept_lists_and_fused_copies_average_bitwise_as_before():
+    torch.manual_seed(0)
+    model = InpaintVAE(width=8, latent_channels=4, context=1, attention=True)
+    new, old = WeightAverage(model, decay=0.99), WeightAverage(model, decay=0.99)
+    for step in range(30):
+        with torch.no_grad():  # what an optimiser step and a forward pass do: everything moves, in place
+            for t in [*model.parameters(), *model.buffers()]:
+                if t.is_floating_point():
+                    t.add_(torch.randn_like(t) * 0.1)
+                else:
+                    t.add_(step % 3)
+        new.update(model)
+        update_as_before(old, model)
+        a, b = new.model.state_dict(), old.model.state_dict()
+        assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a), step
+    restored = WeightAverage(model, decay=0.99)
+    restored.load_state_dict(old.state_dict())  # in place: the kept lists stay the model's
+    new.update(model)
+    restored.update(model)
+    assert all(torch.equal(x, y) for x, y in zip(new.model.state_dict().values(), restored.model.state_dict().values()))
+
+
 def test_with_ema_the_saved_model_is_the_average_not_the_trained_weights(data, tmp_path):
     plain = train_model(tiny_params(train={"epochs": 2, "ema": 0.0}), *data)
     averaged = train_model(tiny_params(train={"epochs": 2, "ema": 0.9}), *data)

@@ -53,6 +53,18 @@ def test_streamed_batches_are_the_resident_ones(on_disk, chunk_batches):
     assert all(torch.equal(a, b) for a, b in zip(resident.gather(idx), streamed.gather(idx)))
 
 
+@pytest.mark.parametrize("streamed", [False, True])
+def test_without_stored_masks_only_the_images_are_gathered(on_disk, streamed):
+    # train.masks: random draws every batch's masks: the stored ones are not read, nor sent.
+    view, masks, _ = on_disk
+    feed = StreamedFeed(view, masks, CPU, chunk_images=10) if streamed else ResidentFeed(view, masks, CPU)
+    order = torch.randperm(37, generator=torch.Generator().manual_seed(0))
+    with_masks = list(feed.batches(order, 5, 7))
+    without = list(feed.batches(order, 5, 7, with_masks=False))
+    assert [m for _, m in without] == [None] * 7
+    assert all(torch.equal(a, b) for (a, _), (b, _) in zip(with_masks, without, strict=True))
+
+
 def test_the_share_of_free_memory_decides(on_disk):
     view, masks, _ = on_disk
     assert not make_feed(view, masks, CPU, fraction=1.0, batch=5).streamed  # 37 small images fit

@@ -15,6 +15,7 @@ from vaeinpaint.masks.rectangles import sample_rectangles
 from vaeinpaint.params import OcclusionParams
 
 import _reference_boxes as reference
+import _reference_sampler as sampler
 
 IDS = [f"{i:016x}" for i in range(60)]
 MANY = [f"{i:016x}" for i in range(1000, 1300)]  # enough images for a mean share to settle
@@ -59,6 +60,60 @@ def test_tight_packing_falls_back_to_the_grid_as_before():
     assert torch.equal(new, old)
     masks = reference.boxes_to_masks(new, 100, 33)
     assert set(masks.sum(dim=(1, 2, 3)).tolist()) == {9 * 33 * 33}
+
+
+def sampler_cases(seeds: int, sizes: tuple[int, ...]):
+    """(seed, n, canvas, count, ratio, overlap): every combination where the boxes fit, but
+    the tight packings' many slow rounds only on small canvases (their paths are the same)."""
+    for seed, n, size, count, ratio, overlap in itertools.product(
+        range(seeds), sizes, (32, (40, 64), 100), (1, 2, 3, 9), (0.02, 0.1, 0.2), (False, True)
+    ):
+        height, width = (size, size) if isinstance(size, int) else size
+        side = int(round((ratio * height * width) ** 0.5))
+        if max(height, width) > 32 and (count == 9 or (count == 3 and n > 6)):
+            continue
+        if overlap or count <= (height // side) * (width // side):
+            yield seed, n, size, count, ratio, overlap
+
+
+def same_boxes_as_before(shape: str, sync_free: bool, cases) -> int:
+    """Compare the current samplers with the reference copy over `cases`; how many there were."""
+    done = 0
+    for seed, n, size, count, ratio, overlap in cases:
+        height, width = (size, size) if isinstance(size, int) else size
+        side = int(round((ratio * height * width) ** 0.5))
+        new_gen, old_gen = torch.Generator().manual_seed(seed), torch.Generator().manual_seed(seed)
+        if shape == "square":
+            new = sample_boxes(n, size, side, count, overlap, new_gen, "cpu", sync_free)
+            old = sampler.sample_boxes(n, size, side, count, overlap, old_gen, "cpu", sync_free)
+        else:
+            new = sample_rectangles(n, size, ratio, count, 2.0, overlap, new_gen, "cpu", sync_free, fallback_side=side)
+            old = sampler.sample_rectangles(n, size, ratio, count, 2.0, overlap, old_gen, "cpu", sync_free, fallback_side=side)
+        case = (seed, n, size, count, ratio, overlap)
+        assert torch.equal(new, old), case
+        assert torch.equal(new_gen.get_state(), old_gen.get_state()), case
+        boxes = new if shape == "rectangle" else torch.cat([new, torch.full_like(new, side)], dim=-1)
+        assert torch.equal(boxes_to_masks(boxes, size), sampler.boxes_to_masks(boxes, size)), case
+        done += 1
+    return done
+
+
+# The occlude stage's stored masks are a reproducible output, and training on the CPU draws
+# row by row too: the same boxes for every seed, count, size and packing, and the generator
+# left in the same state (so every later draw of an epoch is the same too).
+
+
+@pytest.mark.parametrize("sync_free", [False, True], ids=["row-by-row", "sync-free"])
+@pytest.mark.parametrize("shape", ["square", "rectangle"])
+def test_box_samplers_draw_exactly_what_they_drew_before_their_per_step_costs_were_cut(shape, sync_free):
+    assert same_boxes_as_before(shape, sync_free, sampler_cases(seeds=1, sizes=(1, 6))) > 80
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("sync_free", [False, True], ids=["row-by-row", "sync-free"])
+@pytest.mark.parametrize("shape", ["square", "rectangle"])
+def test_box_samplers_draw_what_they_drew_before_over_many_seeds_and_batches(shape, sync_free):
+    assert same_boxes_as_before(shape, sync_free, sampler_cases(seeds=4, sizes=(1, 6, 24))) > 400
 
 
 def test_draw_index_is_torch_multinomial_without_its_host_check():

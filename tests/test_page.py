@@ -151,3 +151,38 @@ def test_bad_input_is_a_message_in_the_page(tmp_path, tiny_checkpoint, browser):
         wait.until(lambda d: d.find_element(By.TAG_NAME, "body").get_attribute("data-state") == "error")
         assert message.text == "image: 240x160 is 0.0384 megapixels, over the limit of 0.01"
         assert browser.find_element(By.ID, "restore").is_enabled()  # try again, e.g. after resizing the photo
+
+
+def test_k_completions_side_by_side_and_the_chosen_one_downloads(tmp_path, tiny_checkpoint, browser):
+    from selenium.webdriver.common.action_chains import ActionChains
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    photo(tmp_path / "photo.png")
+    with background_server(ServerSettings(model=str(tiny_checkpoint), device="cpu")) as url:
+        browser.get(url + "/")
+        wait = WebDriverWait(browser, 30)
+        wait.until(lambda d: "model ready" in d.find_element(By.ID, "health").text)
+        browser.find_element(By.ID, "file").send_keys(str(tmp_path / "photo.png"))
+        canvas = browser.find_element(By.ID, "mask")
+        wait.until(lambda d: canvas.get_property("width") == WIDTH and canvas.size["width"] > 0)
+        ActionChains(browser).move_to_element(canvas).click_and_hold().move_by_offset(40, 0).release().perform()
+        samples = browser.find_element(By.ID, "samples")
+        samples.clear()
+        samples.send_keys("3")
+        browser.find_element(By.ID, "restore").click()
+        wait.until(lambda d: d.find_element(By.TAG_NAME, "body").get_attribute("data-state") in ("done", "error"))
+        assert browser.find_element(By.TAG_NAME, "body").get_attribute("data-state") == "done", browser.find_element(By.ID, "message").text
+        tiles = browser.find_elements(By.CSS_SELECTOR, "#completions img")
+        assert len(tiles) == 3
+        wait.until(lambda d: all(d.execute_script("return arguments[0].naturalWidth", t) == WIDTH for t in tiles))
+        boxes = [t.rect for t in tiles]
+        assert len({round(b["y"]) for b in boxes}) == 1 and boxes[0]["x"] < boxes[1]["x"] < boxes[2]["x"]  # one row
+        assert [t.get_attribute("aria-selected") for t in tiles] == ["true", "false", "false"]
+        tiles[1].click()
+        assert [t.get_attribute("aria-selected") for t in tiles] == ["false", "true", "false"]
+        download = browser.find_element(By.ID, "download")
+        assert download.get_attribute("download") == "photo-inpainted-2.png" and download.get_attribute("href") == tiles[1].get_attribute(
+            "src"
+        )
+        assert "3 completions" in browser.find_element(By.ID, "sample-label").text

@@ -72,6 +72,13 @@ def test_defaults_fill_missing_blocks(tmp_path):
         ({"train": {"ema": 1.0}}, "train.ema", "[0, 1)"),
         ({"train": {"probe_points": -1}}, "train.probe_points", ">= 0"),
         ({"train": {"probe_images": 0}}, "train.probe_images", "> 0"),
+        ({"model": {"prior": "gaussian"}}, "model.prior", "unknown value"),
+        ({"model": {"arch": "paper", "prior": "learned"}}, "model.prior", "needs model.arch: inpaint"),
+        ({"train": {"free_bits": -0.5}}, "train.free_bits", ">= 0"),
+        ({"train": {"generative_weight": "x"}}, "train.generative_weight", "expected a number"),
+        ({"evaluate": {"samples": "many"}}, "evaluate.samples", "expected auto or a whole number >= 0"),
+        ({"evaluate": {"samples": -2}}, "evaluate.samples", "expected auto or a whole number >= 0"),
+        ({"evaluate": {"samples": 2.5}}, "evaluate.samples", "expected auto or a whole number >= 0"),
     ],
 )
 def test_bad_values_name_the_param(tmp_path, blocks, names_param, says):
@@ -305,3 +312,12 @@ def test_params_imports_nothing_of_the_masks_package():
         "assert not [m for m in sys.modules if m.startswith('vaeinpaint.masks')], sorted(sys.modules)"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_evaluate_samples_auto_resolves_by_the_checkpoints_prior():
+    from vaeinpaint.params import from_dict, resolve_samples
+
+    assert from_dict({}).evaluate.samples == "auto"
+    assert resolve_samples("auto", "standard") == 4 and resolve_samples("auto", "learned") == 8
+    assert from_dict({"evaluate": {"samples": "6"}}).evaluate.samples == 6
+    assert resolve_samples(from_dict({"evaluate": {"samples": 0}}).evaluate.samples, "learned") == 0  # off, whatever the prior

@@ -23,7 +23,7 @@ PARAMS = {
     "prepare": {"size": 48},
     "split": {"train": 0.75, "test": 0.25},
     "model": {"width": 8, "latent_channels": 4},
-    "train": {"epochs": 6, "batch_size": 8, "device": "cpu"},
+    "train": {"epochs": 6, "batch_size": 8, "device": "cpu", "resume_minutes": 0},  # a resume point after every epoch
     "baselines": {"methods": ["corrupted"]},
     "evaluate": {"grid_images": 2},
 }

@@ -62,6 +62,7 @@ LAYERS = [
     "vaeinpaint.console",
     "vaeinpaint.apps",
     "vaeinpaint.bench",
+    "vaeinpaint.doctor",
     "vaeinpaint.cli",
 ]
 
@@ -155,6 +156,7 @@ CHANGES_NO_OUTPUT = {
     "baselines.workers": "how many processes fill",
     "train.image_every": "what MLflow logs",
     "train.rdzv_endpoint": "where the nodes meet",
+    "train.resume_minutes": "how often the resume state (outside DVC's outputs) is written",
 }
 
 

@@ -56,8 +56,15 @@ def test_flat_metric_names():
     results = {
         "test": {"ssim_mean": 0.9, "ssim_std": 0.05, "n": 10},
         "baselines": {"biharmonic": {"test": {"ssim_mean": 0.87, "n": 10}}},
+        "hole_swd": {"measure": "words, not a metric", "model": 12.5, "telea": 20.25},
     }
-    assert tracking.flat_metrics(results) == {"test_ssim_mean": 0.9, "test_ssim_std": 0.05, "test_biharmonic_ssim_mean": 0.87}
+    assert tracking.flat_metrics(results) == {
+        "test_ssim_mean": 0.9,
+        "test_ssim_std": 0.05,
+        "test_biharmonic_ssim_mean": 0.87,
+        "hole_swd_model": 12.5,
+        "hole_swd_telea": 20.25,
+    }
 
 
 def _make_run(args):

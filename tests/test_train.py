@@ -450,16 +450,20 @@ def test_a_small_per_process_batch_warns(batch, world, sync_bn, warns):
         assert f"train.batch_size: {batch} is the global batch" in message and str(batch // world) in message
 
 
-def test_torch_compile_wraps_the_ddp_module_not_the_other_way_round(tmp_path):
+def test_ddp_wraps_the_compiled_module_not_the_other_way_round(tmp_path):
+    # PyTorch's guide to torch.compile ("Where to apply torch.compile?"): compile the module, then wrap it in DDP.
     import torch.distributed as tdist
 
     tdist.init_process_group("gloo", store=tdist.FileStore(str(tmp_path / "store"), 1), rank=0, world_size=1)
     try:
         model = train_module.build_model(tiny_params().model)
         wrapped = train_module.wrap_for_training(model, tiny_params(train={"compile": True}).train, torch.device("cpu"), world=2)
-        assert isinstance(wrapped, torch._dynamo.eval_frame.OptimizedModule)
-        assert isinstance(wrapped._orig_mod, torch.nn.parallel.DistributedDataParallel)
-        assert wrapped._orig_mod.module is model
+        assert isinstance(wrapped, torch.nn.parallel.DistributedDataParallel)
+        assert isinstance(wrapped.module, torch._dynamo.eval_frame.OptimizedModule)
+        assert wrapped.module._orig_mod is model
+        assert not isinstance(model, torch._dynamo.eval_frame.OptimizedModule)  # the state's model stays eager
+        alone = train_module.wrap_for_training(model, tiny_params(train={"compile": True}).train, torch.device("cpu"), world=1)
+        assert isinstance(alone, torch._dynamo.eval_frame.OptimizedModule) and alone._orig_mod is model
     finally:
         tdist.destroy_process_group()
 

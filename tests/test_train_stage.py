@@ -119,4 +119,7 @@ def test_an_interrupted_first_epoch_continues_the_same_run(project, monkeypatch)
     assert json.loads(Path("data/model/run.json").read_text())["run_id"] == run.info.run_id
     train = json.loads(Path("metrics/train.json").read_text())
     assert train["precision"] in ("bf16", "fp32") and run.data.tags["train.precision_used"] == train["precision"]
+    # The params as given (a batch of 8 here, or auto), what they resolved to as tags and in train.json.
+    assert run.data.tags["train.batch_size_used"] == str(train["batch_size"]) == run.data.params["train.batch_size"]
+    assert float(run.data.tags["train.lr_used"]) == train["lr"] == float(run.data.params["train.lr"])
     assert not list((project / ".resume").glob("*"))

@@ -48,7 +48,11 @@ def inpaint(
         help="a checkpoint file, runs:/RUN_ID/model, models:/NAME@ALIAS or models:/NAME/VERSION (default: data/model/checkpoint.pt in the project)",
     ),
     checkpoint: Path | None = typer.Option(None, "--checkpoint", help="a checkpoint file (the same as --model with a path)"),
-    samples: int = typer.Option(1, "--samples", help="1: the most likely completion; K > 1: K drawn from the latent, as NAME_1 ... NAME_K"),
+    samples: int = typer.Option(
+        1,
+        "--samples",
+        help="1: the most likely completion; K > 1: K drawn from the latent (a learned prior's, where the checkpoint has one), as NAME_1 ... NAME_K",
+    ),
     save_mask: Path | None = typer.Option(None, "--save-mask", help="also write the mask used (white = missing); for a folder, a folder"),
     device: str = typer.Option("auto", "--device", help="auto, cpu or cuda"),
     strategy: str = typer.Option(
@@ -108,6 +112,20 @@ def serve(
         model=model, token=token, max_pixels=int(max_megapixels * 1e6), max_request_bytes=int(max_request_mb * 1e6), device=device
     )
     run_server(settings, host, port)
+
+
+@app.command()
+@fails_in_one_line
+def doctor(
+    gpu: bool = typer.Option(
+        False, "--gpu", help="also run the GPU test tier (pytest -m gpu) and the quick benchmark on CUDA: under 8 minutes on one H100"
+    ),
+) -> None:
+    """What this machine offers training: torch, CUDA, cuDNN, the GPUs and driver, what train.device and
+    train.precision auto would choose and why, and whether train.compile has its compiler."""
+    from vaeinpaint.doctor import run_doctor
+
+    raise typer.Exit(run_doctor(gpu, typer.echo))
 
 
 @app.command()

@@ -47,6 +47,7 @@ TRAIN_CURVE = METRICS_DIR / "train_loss.csv"
 BASELINES_METRICS = METRICS_DIR / "baselines.json"
 EVAL_METRICS = METRICS_DIR / "evaluate.json"
 BY_HOLE_SIZE = METRICS_DIR / "by_hole_size.csv"  # bin, hole_share, method, n, ssim, hole_psnr (test set)
+DIVERSITY_BY_HOLE_SIZE = METRICS_DIR / "diversity_by_hole_size.csv"  # bin, hole_share, n, samples, diversity and best-of-K figures (test)
 QUALITY_BY_MINUTE = METRICS_DIR / "quality_by_minute.csv"  # minutes, epoch, method, n, ssim, hole_psnr (probe images)
 
 MLFLOW_DB = "mlflow.db"

@@ -22,6 +22,7 @@ from vaeinpaint.files import read_json, write_csv, write_json
 from vaeinpaint.modeling.checkpoint import save_checkpoint
 from vaeinpaint.modeling.distributed import Distributed
 from vaeinpaint.modeling.precision import resolve_precision
+from vaeinpaint.modeling.setup import resolve_batch
 from vaeinpaint.modeling.train import TrainResult, fingerprint, interrupted_run, summary, train_model
 from vaeinpaint.params import Params
 from vaeinpaint.tracking import RunLike, epoch_metrics, prepared_datasets
@@ -71,10 +72,12 @@ def test_probe(tp, resume: Path, run: RunLike) -> Probing | None:
     saved = probe_state(resume)
     _, history = interrupted_run(resume)
     rows = [r for r in read_json(saved) if r["epoch"] <= len(history)] if saved.exists() and history else []
+    logged = run.logged_steps("probe_test_ssim") if history else set()  # probes past the resume point are made again
 
     def keep(row: dict) -> None:
         write_json(saved, probe.rows)
-        run.log_metrics({"probe_test_ssim": row["ssim"], "probe_test_hole_psnr": row["hole_psnr"]}, step=row["epoch"])
+        if row["epoch"] not in logged:
+            run.log_metrics({"probe_test_ssim": row["ssim"], "probe_test_hole_psnr": row["hole_psnr"]}, step=row["epoch"])
 
     probe = Probe(test.images[chosen], test.masks[chosen], tp.probe_points, tp.max_minutes, tp.epochs, rows, on_row=keep)
     return Probing(probe, [test.ids[i] for i in chosen])
@@ -85,6 +88,19 @@ test_probe.__test__ = False  # not a pytest test, whatever its name
 
 def probe_state(resume: Path) -> Path:
     return resume.with_name(resume.stem + ".probe.json")
+
+
+def log_epochs_once(run: RunLike):
+    """on_epoch: each epoch's metrics to the run at step `epoch`, but not those the run has
+    already: after a kill, the epochs since the last resume point are trained again (to the
+    same values, on CPU) and would otherwise be logged twice."""
+    logged = run.logged_steps("train_loss") if run.run_id else set()
+
+    def log_epoch(record: dict) -> None:
+        if int(record["epoch"]) not in logged:
+            run.log_metrics(epoch_metrics(record), step=int(record["epoch"]))
+
+    return log_epoch
 
 
 def every_epoch(*callbacks):
@@ -108,15 +124,18 @@ def train_and_record(
     load, every epoch's metrics, the restorations and the probe."""
     tp = params.train
     subset = load_subset("train", lazy=True)
-    run.log_params(params.flat())
-    run.set_tags({"train.precision_used": resolve_precision(device, tp.precision)})
+    run.log_params(params.flat())  # as given (train.batch_size: auto); what they resolved to, as tags
+    batch, lr = resolve_batch(tp, device, dist.world)
+    run.set_tags(
+        {"train.precision_used": resolve_precision(device, tp.precision), "train.batch_size_used": str(batch), "train.lr_used": f"{lr:g}"}
+    )
     sizes = read_split()["subset"].value_counts().to_dict()
     run.log_datasets(prepared_datasets(params.data, paths.IMAGES, paths.SPLIT, paths.MASKS, sizes, params.prepare.size))
     run.watch_system()
     probe = test_probe(tp, resume, run) if dist.main else None
     result = train_model(
         params, subset.images, subset.masks, subset.ids, resume,
-        on_epoch=lambda record: run.log_metrics(epoch_metrics(record), step=int(record["epoch"])),
+        on_epoch=log_epochs_once(run),
         dist=dist, run_id=run.run_id,
         on_model=every_epoch(restorations(run, tp.image_every, tp.epochs), probe.probe if probe else None),
     )  # fmt: skip

@@ -4,8 +4,10 @@ CDN) over a small HTTP API, with FastAPI and uvicorn.
 API (fixed: scripts rely on it):
 - `POST /api/inpaint`: multipart files `image` and `mask` (white = missing, the image's
   size), optional fields `samples` (1), `seed` (0), `strategy`, `model` (an id from
-  `/api/models`) -> `image/png`; with samples > 1, `application/zip` of sample_1.png ...
-- `GET /api/health`: 200 when the default model is loaded, 503 otherwise.
+  `/api/models`) -> `image/png`; with samples > 1, `application/zip` of sample_1.png ...;
+  header `X-Vaeinpaint-Prior`: where the draws came from, `learned` (the model's learned
+  prior) or `standard` (its encoder's latent).
+- `GET /api/health`: 200 when the default model is loaded (its `size` and `prior`), 503 otherwise.
 - `POST /api/baseline`: `image`, `mask`, `method` (biharmonic | telea) -> `image/png`.
 - `GET /api/models`: the model picker's ids and labels, the strategies, the limits.
 Errors are JSON `{"detail": "one line"}` with a 4xx status (503 without a model).
@@ -143,7 +145,7 @@ def create_app(settings: ServerSettings) -> FastAPI:
             model = models.get(None)
         except ModelUnavailable as exc:
             return JSONResponse({"status": "no model", "detail": str(exc)}, status_code=503)
-        return {"status": "ok", "model": model.spec, "size": model.size}
+        return {"status": "ok", "model": model.spec, "size": model.size, "prior": model.prior}
 
     @app.get("/api/models")
     def list_models():
@@ -173,9 +175,11 @@ def create_app(settings: ServerSettings) -> FastAPI:
         with models.run_lock, bad_input():
             filled = inpaint_image(chosen, photo.image, hole, strategy=strategy, samples=samples, seed=seed)
         pngs = [encode(result, Path("result.png"), photo.icc_profile) for result in filled]
+        prior = {"X-Vaeinpaint-Prior": chosen.prior}
         if samples == 1:
-            return png_response(pngs[0], "inpainted.png")
-        return Response(zip_of(pngs), media_type="application/zip", headers={"Content-Disposition": 'attachment; filename="samples.zip"'})
+            return png_response(pngs[0], "inpainted.png", prior)
+        headers = {"Content-Disposition": 'attachment; filename="samples.zip"', **prior}
+        return Response(zip_of(pngs), media_type="application/zip", headers=headers)
 
     @app.post("/api/baseline")
     def baseline(image: UploadFile = File(...), mask: UploadFile = File(...), method: str = Form(...)):
@@ -239,8 +243,8 @@ def read_upload(image: UploadFile, mask: UploadFile, max_pixels: int) -> tuple[P
     return photo, hole
 
 
-def png_response(data: bytes, filename: str) -> Response:
-    return Response(data, media_type="image/png", headers={"Content-Disposition": f'inline; filename="{filename}"'})
+def png_response(data: bytes, filename: str, headers: dict[str, str] | None = None) -> Response:
+    return Response(data, media_type="image/png", headers={"Content-Disposition": f'inline; filename="{filename}"', **(headers or {})})
 
 
 def zip_of(pngs: list[bytes]) -> bytes:

@@ -14,7 +14,10 @@ def bench(
     device: str = typer.Option("auto", help="auto | cpu | cuda"),
     compile_check: bool = typer.Option(None, "--compile/--no-compile", help="also time torch.compile (default: not with --quick)"),
     prepare: bool = typer.Option(True, "--prepare/--no-prepare", help="also time prepare on 1024x1024 JPEGs"),
-    batch_size: int = typer.Option(0, help="training batch of the default model (0: train.batch_size on CPU, 512 on CUDA)"),
+    batch_size: int = typer.Option(
+        0,
+        help="training batch of the default model (0: the pipeline's, train.batch_size as training resolves it: auto is 32 on CPU, 256 on CUDA)",
+    ),
 ) -> None:
     """Speed and size on this machine: training and evaluation images/s, checkpoint sizes, prepare; the last line is JSON."""
     from vaeinpaint.bench.speed import run, table

@@ -5,11 +5,16 @@ in this run on this device, so figures can be compared as ratios even on a noisy
 - training throughput (images/s) of the default model, of it with the previous output head
   (`model.head: transpose`, a transposed conv and a 3x3 conv at full resolution), and of the
   study's architecture
-  (`model.arch: paper`), through the same `training_step` the pipeline uses, on data that
-  lives on the device, with the fresh random masks training draws; and of the default model
+  (`model.arch: paper`), through the pipeline's own step (`EpochSteps.run`, what the
+  training loop runs per batch: the masks training draws, augmentation, the optimiser, the
+  weight average, the schedule, as the default params set them) on data that lives on the
+  device, at the pipeline's batch (`train.batch_size` as training resolves it on this
+  device); and of the default model
   on RGB images (`prepare.color: rgb`) beside gray; and of the default model with stroke and
   mixed masks instead of squares (masks from the bank training keeps on the device; drawing
-  the bank, once per training, is timed apart). The paper's model is timed at our batch size
+  the bank, once per training, is timed apart); and of the default model with the learned
+  prior (`model.prior: learned`: the posterior network and, at the default
+  `train.generative_weight`, the decoder's second pass on the prior's mean) beside the standard one. The paper's model is timed at our batch size
   where memory allows (halved until it fits on a GPU; on a CPU a small batch, as it runs ~1
   image/s there), and ours is timed at the paper's batch too, so the speed-up compares equal
   batches;
@@ -25,16 +30,22 @@ import io
 import time
 from collections.abc import Callable
 
+import numpy as np
 import torch
 
 from vaeinpaint.errors import one_line
 from vaeinpaint.masks.generator import TrainingMasks
-from vaeinpaint.modeling.device import select_device_option
-from vaeinpaint.modeling.layout import to_model
+from vaeinpaint.modeling.checkpoint import model_config
+from vaeinpaint.modeling.device import select_device_option, synchronize
+from vaeinpaint.modeling.distributed import Distributed
+from vaeinpaint.modeling.epoch import Batches, EpochSteps, epoch_draws
+from vaeinpaint.modeling.feed import ResidentFeed
 from vaeinpaint.modeling.model import build_model, count_parameters
-from vaeinpaint.modeling.precision import autocast_for, make_scaler
-from vaeinpaint.modeling.train import make_optimizer, training_step
-from vaeinpaint.params import ModelParams, OcclusionParams, Params, TrainParams
+from vaeinpaint.modeling.precision import autocast_for, exact_fp32, make_scaler, resolve_precision, training_backends
+from vaeinpaint.modeling.setup import resolve_batch, resolved, wrap_for_training
+from vaeinpaint.modeling.toolchain import compile_toolchain_problem
+from vaeinpaint.modeling.train import new_state
+from vaeinpaint.params import ModelParams, OcclusionParams, Params, TrainParams, augment_ops
 
 SIZE = 100
 
@@ -53,11 +64,6 @@ class _CountingWriter(io.RawIOBase):
         return len(data)
 
 
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
 def measure_training(
     model_params: ModelParams,
     train_params: TrainParams,
@@ -67,44 +73,64 @@ def measure_training(
     channels: int = 1,
     occlusion: OcclusionParams = OcclusionParams(),
 ) -> dict:
-    """Images/s of training steps (after `warmup` steps) on images of `channels` (1 gray, 3 RGB)
-    with `occlusion`'s masks, the checkpoint's size in MB, and the seconds it took to set up
-    the masks (the stroke bank)."""
+    """Images/s of the pipeline's training steps (after `warmup` steps) on images of
+    `channels` (1 gray, 3 RGB) with `occlusion`'s masks, the checkpoint's size in MB, and the
+    seconds it took to set up the masks (the stroke bank).
+
+    Each step is `EpochSteps.run`, the function the training loop runs per batch, on state
+    built as `train_model` builds it (`new_state`, `wrap_for_training`, `epoch_draws`): the
+    batch gathered from the resident set, its masks drawn (or the stored ones gathered, with
+    train.masks: fixed) and augmented as `train_params` say, the optimiser's step, the weight
+    average (train.ema), the periodic sync point and the learning rate's schedule, at
+    `train_params.batch_size` (auto: resolved as training resolves it)."""
+    tp = resolved(train_params, device)
+    params = Params().model_copy(update={"model": model_params, "train": tp, "occlusion": occlusion})
+    batch, total = tp.batch_size, warmup + steps
     torch.manual_seed(0)
-    model = build_model(model_params, channels).to(device).to(memory_format=torch.channels_last)
-    if train_params.compile:
-        model = torch.compile(model)
-    optimizer = make_optimizer(model, train_params, device)
-    autocast = autocast_for(device, train_params.precision)
-    scaler = make_scaler(device, train_params.precision)
-    batch = train_params.batch_size
-    shape = (max(batch * 4, 256), SIZE, SIZE) + ((channels,) if channels > 1 else ())  # as images.npy stores them
-    images = torch.randint(0, 256, shape, dtype=torch.uint8, device=device)
+    shape = (batch * total, SIZE, SIZE) + ((channels,) if channels > 1 else ())  # as images.npy stores them: every batch distinct
+    images = torch.randint(0, 256, shape, dtype=torch.uint8).numpy()
+    stored = np.zeros((len(images), SIZE, SIZE), dtype=np.uint8)
+    precision = resolve_precision(device, tp.precision)
+    state = new_state(
+        params,
+        channels,
+        model_config(model_params, SIZE, "rgb" if channels == 3 else "gray"),
+        device,
+        Distributed(),
+        total,
+        make_scaler(device, precision),
+        None,
+    )
+    model = wrap_for_training(state.model, tp, device, 1)
     started = time.perf_counter()
-    masks = TrainingMasks(SIZE, occlusion, seed=0, device=device)
-    _sync(device)
+    masks = TrainingMasks(SIZE, occlusion, seed=tp.seed, device=device, stored=stored)
+    synchronize(device)
     mask_setup_s = time.perf_counter() - started
-    generator = masks.for_epoch(0)
+    ops = augment_ops(tp.augment)
+    batches = Batches(ResidentFeed(images, stored, device), masks, ops, batch, total)
+    draws = epoch_draws(0, tp, masks, torch.arange(len(images), device=device), Distributed(), augmenting=bool(ops))
+    epoch = EpochSteps(model, state, batches, draws, 0, tp, autocast_for(device, precision), Distributed())
+    feed = enumerate(batches.feed.batches(draws.order, batch, total, tp.masks == "fixed"))
+    model.train()
 
     def step() -> None:
-        idx = torch.randint(0, len(images), (batch,), device=device, generator=generator)
-        x = to_model(images[idx])
-        m = masks.draw(batch, generator).contiguous(memory_format=torch.channels_last)
-        training_step(model, optimizer, x, m, train_params, autocast, None if train_params.compile else generator, scaler)
+        index, (images_u8, masks_u8) = next(feed)
+        epoch.run(index, images_u8, masks_u8)
 
-    seconds = timed(step, steps, warmup, device)
+    with training_backends(device, precision):
+        seconds = timed(step, steps, warmup, device)
+    generator = masks.for_epoch(1)
     started = time.perf_counter()
     for _ in range(steps):  # the masks alone, to see their share of a step
         masks.draw(batch, generator)
-    _sync(device)
+    synchronize(device)
     mask_ms = (time.perf_counter() - started) / steps * 1000
-    raw = getattr(model, "_orig_mod", model)
     writer = _CountingWriter()
-    torch.save({"model": raw.state_dict(), "optimizer": optimizer.state_dict()}, writer)
+    torch.save({"model": state.model.state_dict(), "optimizer": state.optimizer.state_dict()}, writer)
     return {
         "img_per_s": steps * batch / seconds,
         "checkpoint_mb": writer.size / 1e6,
-        "parameters": count_parameters(raw),
+        "parameters": count_parameters(state.model),
         "mask_setup_s": mask_setup_s,
         "mask_ms_per_batch": mask_ms,
     }
@@ -115,11 +141,11 @@ def timed(step: Callable[[], None], steps: int, warmup: int, device: torch.devic
     on both sides (CUDA runs asynchronously)."""
     for _ in range(warmup):
         step()
-    _sync(device)
+    synchronize(device)
     started = time.perf_counter()
     for _ in range(steps):
         step()
-    _sync(device)
+    synchronize(device)
     return time.perf_counter() - started
 
 
@@ -149,7 +175,8 @@ def measure_eval(model_params: ModelParams, device: torch.device, batch: int, st
     def step() -> None:
         model(x * (1 - m), m, sample=False)
 
-    return steps * batch / timed(step, steps, warmup, device)
+    with exact_fp32():  # as evaluate.restore runs: TF32 off on CUDA
+        return steps * batch / timed(step, steps, warmup, device)
 
 
 def mask_shapes(
@@ -171,6 +198,20 @@ def mask_shapes(
     return result
 
 
+def measure_compiled(defaults: Params, train_params: TrainParams, device: torch.device, steps: int, warmup: int) -> dict:
+    """Training images/s with torch.compile, or None and why not: the toolchain is checked
+    first (the check the train stage makes for train.compile), and any other failure is
+    reported rather than failing the benchmark."""
+    problem = compile_toolchain_problem(device)
+    if problem:
+        return {"compiled_train_img_per_s": None, "compile_error": f"torch.compile needs {problem}"}
+    try:
+        compiled = measure_training(defaults.model, train_params.model_copy(update={"compile": True}), device, steps, warmup + 2)
+    except Exception as exc:
+        return {"compiled_train_img_per_s": None, "compile_error": one_line(exc, 100)}
+    return {"compiled_train_img_per_s": round(compiled["img_per_s"], 1)}
+
+
 def run(
     quick: bool = False, device_name: str = "auto", compile_check: bool | None = None, prepare: bool = True, batch_size: int = 0
 ) -> dict:
@@ -182,12 +223,14 @@ def run(
     steps, warmup = (5, 2) if quick else (20, 3)
     if not cpu:
         steps, warmup = (20, 5) if quick else (100, 10)
-    # A GPU needs bigger batches than the CPU default to be busy: 512 unless told otherwise.
-    batch_size = batch_size or (defaults.train.batch_size if cpu else 512)
+    # The pipeline's batch: train.batch_size as training resolves it on this device (auto: 32
+    # on a CPU, 256 on CUDA), unless told otherwise.
+    batch_size = batch_size or resolve_batch(defaults.train, device)[0]
     ours_train = defaults.train.model_copy(update={"batch_size": batch_size})
     ours = measure_training(defaults.model, ours_train, device, steps, warmup)
     colour = measure_training(defaults.model, ours_train, device, steps, warmup, channels=3)
     transpose_head = measure_training(defaults.model.model_copy(update={"head": "transpose"}), ours_train, device, steps, warmup)
+    learned = measure_training(defaults.model.model_copy(update={"prior": "learned"}), ours_train, device, steps, warmup)
 
     paper_steps = ((1, 1) if quick else (3, 1)) if cpu else (steps, warmup)
 
@@ -218,6 +261,9 @@ def run(
         "rgb_vs_gray_train": round(colour["img_per_s"] / ours["img_per_s"], 3),
         "train_img_per_s_transpose_head": round(transpose_head["img_per_s"], 1),
         "shuffle_vs_transpose_head": round(ours["img_per_s"] / transpose_head["img_per_s"], 3),
+        "train_img_per_s_learned_prior": round(learned["img_per_s"], 1),
+        "learned_vs_standard_prior": round(learned["img_per_s"] / ours["img_per_s"], 3),
+        "learned_prior_parameters": learned["parameters"],
         "paper_batch_size": paper_batch,
         "paper_train_img_per_s": round(paper["img_per_s"], 2),
         "train_img_per_s_at_paper_batch": round(same_batch["img_per_s"], 1),
@@ -230,12 +276,7 @@ def run(
         "paper_parameters": paper["parameters"],
     }
     if compile_check if compile_check is not None else not quick:
-        try:
-            compiled = measure_training(defaults.model, ours_train.model_copy(update={"compile": True}), device, steps, warmup + 2)
-            result["compiled_train_img_per_s"] = round(compiled["img_per_s"], 1)
-        except Exception as exc:  # no compiler toolchain: report, don't fail the benchmark
-            result["compiled_train_img_per_s"] = None
-            result["compile_error"] = one_line(exc, 100)
+        result.update(measure_compiled(defaults, ours_train, device, steps, warmup))
     if prepare:
         from vaeinpaint.bench.prepare import bench_prepare
 

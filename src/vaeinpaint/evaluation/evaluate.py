@@ -15,6 +15,7 @@ from PIL import Image, ImageDraw
 
 from vaeinpaint.evaluation import metrics
 from vaeinpaint.modeling.layout import from_model, masks_to_model, to_model
+from vaeinpaint.modeling.precision import exact_fp32
 from vaeinpaint.progress import progress
 
 
@@ -32,15 +33,20 @@ def restore(
     for uint8 `images` damaged by `masks`.
 
     With `sample=False` the latent is its mean, so the result is deterministic. Inference runs
-    in fp32 even where training used bf16: reported metrics carry no reduced-precision noise."""
+    in fp32 even where training used bf16, and on CUDA with TF32 off (`exact_fp32`: cuDNN
+    would otherwise compute fp32 convolutions at TF32's 10-bit mantissa): reported metrics
+    carry no reduced-precision noise."""
     model.eval()
     device = torch.device(device)
     outputs = np.empty(images.shape, dtype=np.float32)
-    for start in progress(range(0, len(images), batch_size), desc="restore", unit="batch"):
-        x = to_model(torch.from_numpy(np.ascontiguousarray(images[start : start + batch_size])).to(device), torch.contiguous_format)
-        m = masks_to_model(torch.from_numpy(np.ascontiguousarray(masks[start : start + batch_size])).to(device), torch.contiguous_format)
-        out, _, _ = model(x * (1 - m), m, sample=sample, generator=generator)
-        outputs[start : start + len(x)] = from_model(out.float()).cpu().numpy()
+    with exact_fp32():
+        for start in progress(range(0, len(images), batch_size), desc="restore", unit="batch"):
+            x = to_model(torch.from_numpy(np.ascontiguousarray(images[start : start + batch_size])).to(device), torch.contiguous_format)
+            m = masks_to_model(
+                torch.from_numpy(np.ascontiguousarray(masks[start : start + batch_size])).to(device), torch.contiguous_format
+            )
+            out, _, _ = model(x * (1 - m), m, sample=sample, generator=generator)
+            outputs[start : start + len(x)] = from_model(out.float()).cpu().numpy()
     return outputs
 
 
@@ -97,45 +103,3 @@ def sample_grid(originals: np.ndarray, masks: np.ndarray, raw: np.ndarray, title
     if title:
         draw.text((pad, grid.height - 12), title, fill=black)
     return grid
-
-
-def diversity(
-    model: torch.nn.Module,
-    originals: np.ndarray,
-    masks: np.ndarray,
-    k: int,
-    seed: int,
-    device: torch.device | str = "cpu",
-    batch_size: int = 256,
-) -> dict[str, float]:
-    """How different `k` completions drawn from the latent are, and how good the best is.
-
-    - `samples_hole_l1_pairwise`: mean absolute difference inside the hole between two draws,
-      averaged over the k (k - 1) / 2 pairs and the images (0: the latent is ignored);
-    - `best_of_k_ssim_mean` / `_std`: per image the best SSIM among the k draws (known pixels
-      pasted back), as Pluralistic reports best-of-50. It is an oracle: it looks at the
-      original to choose, so it is an upper bound, not what a user gets from one draw;
-    - `sample_ssim_mean`: the mean SSIM of a single draw, to read both against.
-    Draw j uses a generator seeded `seed + j`, so the figures are reproducible."""
-    if k < 2:
-        raise ValueError("diversity needs at least two samples")
-    device = torch.device(device)
-    draws = [
-        restore(model, originals, masks, device, batch_size, sample=True, generator=torch.Generator(device=device).manual_seed(seed + j))
-        for j in range(k)
-    ]
-    hole = masks.astype(bool)
-    if originals.ndim == 4:  # colour: every channel of a missing pixel counts, as in metrics.hole_l1
-        hole = np.broadcast_to(hole[..., None], originals.shape)
-    hole_pixels = np.maximum(hole.reshape(len(hole), -1).sum(1), 1)
-    pair_l1 = [(np.abs(draws[a] - draws[b]) * hole).reshape(len(hole), -1).sum(1) / hole_pixels for a in range(k) for b in range(a + 1, k)]
-    reference = originals.astype(np.float64) / 255.0
-    ssims = np.stack([metrics.ssim_batch(reference, metrics.paste_back(reference, d.astype(np.float64), masks)) for d in draws])
-    best = metrics.summary(ssims.max(axis=0))
-    return {
-        "samples": k,
-        "samples_hole_l1_pairwise": round(float(np.mean(pair_l1)), 6),
-        "best_of_k_ssim_mean": best["mean"],
-        "best_of_k_ssim_std": best["std"],
-        "sample_ssim_mean": metrics.summary(ssims.mean(axis=0))["mean"],
-    }

@@ -66,7 +66,9 @@ def completions(
 ) -> list[np.ndarray]:
     """The model's completions (float32 shaped like `view`: [s, s] or [s, s, 3]; known pixels
     pasted back). One sample: the latent's mean, deterministic. K samples: latents drawn with
-    generators seeded seed + k."""
+    generators seeded seed + k. The latent is the encoder's of the damaged view; with a learned
+    prior (`model.prior: learned`) that encoder is the prior network p(z | visible pixels), so
+    both the mean and the draws come from the prior and never from the hole's pixels."""
     x = torch.from_numpy(view).to(device)
     x = x[None, None] if x.ndim == 2 else x.permute(2, 0, 1)[None]
     m = torch.from_numpy(mask.astype(np.float32)).to(device)[None, None]

@@ -23,6 +23,12 @@ class Model:
     spec: str  # what the user named it by: a path or a model URI
 
     @property
+    def prior(self) -> str:
+        """Where its draws come from: `learned` (p(z | visible pixels), `model.prior: learned`) or
+        `standard` (the encoder's latent)."""
+        return getattr(self.module, "prior", "standard")
+
+    @property
     def fully_convolutional(self) -> bool:
         """Runs on any image size (ours); the study's architecture has fully connected layers."""
         return isinstance(self.module, InpaintVAE)

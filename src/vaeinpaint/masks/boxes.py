@@ -13,10 +13,19 @@ every round for every image and keeps each image's first successful round with
 `torch.where`: more arithmetic, no host sync. Both give the same squares whenever an
 image succeeds in its first round, which is always the case for one square, or with
 `overlap: true`.
+
+Why the sync-free way does not stop once every box is placed: knowing that takes the same
+host read it exists to avoid (`pending.any()` waits for every kernel queued before it, and
+the host's lead over the GPU is gone at every draw), and at the batches a GPU trains with it
+would rarely stop anyway: with a third of the rows failing a round (tight packings), all of
+256 rows are placed after r rounds with probability (1 - 3^-r)^256: 0.006% after 3 rounds,
+35% after 5, 70% after 6. With one box (the default) or `overlap: true` a single round runs, as on the
+CPU. The coordinates every round compares against are made once (`positions`).
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
 
 import torch
@@ -33,6 +42,13 @@ def canvas(size: Canvas) -> tuple[int, int]:
     return (size, size) if isinstance(size, int) else (int(size[0]), int(size[1]))
 
 
+@functools.lru_cache(maxsize=64)
+def positions(length: int, device: torch.device) -> torch.Tensor:
+    """`torch.arange(length)` on `device`, made once: every round of every draw compares
+    against the same coordinates (read only, never written)."""
+    return torch.arange(length, device=device)
+
+
 def draw_index(weights: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
     """One index per row of `weights` [n, k], with probability proportional to the weight.
 
@@ -47,7 +63,7 @@ def _one_round(n, height, width, side, count, overlap, generator, device) -> tup
     """Corners [n, count, 2] (x, y) placed one square at a time, and which rows ran out of room."""
     py, px = height - side + 1, width - side + 1  # valid top-left coordinates per axis
     allowed = torch.ones(n, py, px, dtype=torch.bool, device=device)  # [y, x]
-    xs, ys = torch.arange(px, device=device), torch.arange(py, device=device)
+    xs, ys = positions(px, torch.device(device)), positions(py, torch.device(device))
     dead = torch.zeros(n, dtype=torch.bool, device=device)
     corners = []
     for k in range(count):
@@ -128,7 +144,7 @@ def centred_box(height: int, width: int, box_w: int, box_h: int) -> tuple[int, i
 def boxes_to_masks(boxes: torch.Tensor, size: Canvas) -> torch.Tensor:
     """Boxes [n, count, 4] as (x, y, w, h) -> float masks [n, 1, height, width], 1 inside any box."""
     height, width = canvas(size)
-    xs, ys = torch.arange(width, device=boxes.device), torch.arange(height, device=boxes.device)
+    xs, ys = positions(width, boxes.device), positions(height, boxes.device)
     x, y, w, h = (boxes[..., i, None] for i in range(4))  # [n, count, 1]
     in_x = (xs >= x) & (xs < x + w)  # [n, count, width]
     in_y = (ys >= y) & (ys < y + h)

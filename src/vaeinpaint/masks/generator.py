@@ -151,8 +151,9 @@ class TrainingMasks:
                 raise ValueError("training with file masks needs the stored training masks")
             self.bank = MaskBank(torch.from_numpy(np.ascontiguousarray(stored)).to(self.device))
 
-    def for_epoch(self, epoch: int) -> torch.Generator:
-        return torch.Generator(device=self.device).manual_seed(self.seed * 1_000_003 + epoch)
+    def for_epoch(self, epoch: int, device: torch.device | None = None) -> torch.Generator:
+        """The epoch's generator, on the training device unless `device` says otherwise."""
+        return torch.Generator(device=device or self.device).manual_seed(self.seed * 1_000_003 + epoch)
 
     def draw(self, n: int, generator: torch.Generator) -> torch.Tensor:
         """float masks [n, 1, size, size]."""

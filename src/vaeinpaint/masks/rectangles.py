@@ -15,7 +15,7 @@ import math
 
 import torch
 
-from vaeinpaint.masks.boxes import MAX_RESTARTS, SYNC_FREE_ROUNDS, Canvas, canvas, draw_index, grid_boxes, with_sizes
+from vaeinpaint.masks.boxes import MAX_RESTARTS, SYNC_FREE_ROUNDS, Canvas, canvas, draw_index, grid_boxes, positions, with_sizes
 
 
 def rectangle_sizes(n: int, size: Canvas, ratio: float, count: int, aspect: float, generator: torch.Generator, device) -> torch.Tensor:
@@ -35,7 +35,7 @@ def rectangle_sizes(n: int, size: Canvas, ratio: float, count: int, aspect: floa
 def _one_round(sizes: torch.Tensor, height: int, width: int, overlap: bool, generator, device) -> tuple[torch.Tensor, torch.Tensor]:
     """Corners [n, count, 2] for boxes of `sizes`, placed in turn, and which rows ran out of room."""
     n, count = sizes.shape[:2]
-    xs, ys = torch.arange(width, device=device), torch.arange(height, device=device)
+    xs, ys = positions(width, torch.device(device)), positions(height, torch.device(device))
     dead = torch.zeros(n, dtype=torch.bool, device=device)
     corners: list[torch.Tensor] = []
     for k in range(count):

@@ -3,7 +3,8 @@
 A checkpoint is a plain dict of tensors and simple values: `model` and `optimizer`
 state dicts, `scheduler` state, `epoch` (epochs completed), `history` (per-epoch losses),
 `config` (what `build_model` needs: the `model` params, the image size and colour it was
-trained on) and `fingerprint` (what the training was run on; see `train.fingerprint`).
+trained on; `model.prior` among the params, so a checkpoint says whether it carries a learned
+prior) and `fingerprint` (what the training was run on; see `train.fingerprint`).
 Checkpoints written before colour existed have no `config["color"]`: they are gray; those
 written before a model param existed are built with the value that param had then
 (`LEGACY_MODEL`), not today's default.
@@ -24,7 +25,7 @@ from vaeinpaint.params import ModelParams
 
 # What the model params added later meant before they existed: a checkpoint without one of
 # them was trained with this value (today's default may differ).
-LEGACY_MODEL = {"head": "transpose", "context": 0, "context_kind": "dilated", "attention": False}
+LEGACY_MODEL = {"head": "transpose", "context": 0, "context_kind": "dilated", "attention": False, "prior": "standard"}
 
 
 def save_checkpoint(path: str | Path, state: dict[str, Any]) -> None:
@@ -60,6 +61,14 @@ def checkpoint_color(state: dict[str, Any]) -> str:
     if color not in CHANNELS:
         raise DataError(f"checkpoint: trained on unknown colour {color!r} (this version knows {', '.join(CHANNELS)})")
     return color
+
+
+def checkpoint_prior(state: dict[str, Any]) -> str:
+    """The latent's prior (`model.prior`) a checkpoint was trained with; `standard` for those
+    from before the param."""
+    config = state.get("config")
+    model = config.get("model") if isinstance(config, dict) else None
+    return str(model.get("prior", LEGACY_MODEL["prior"])) if isinstance(model, dict) else LEGACY_MODEL["prior"]
 
 
 def model_from_checkpoint(state: dict[str, Any], device: str | torch.device = "cpu") -> tuple[torch.nn.Module, int]:

@@ -1,7 +1,12 @@
 """Which device torch computes on: the one choice that training, evaluation, the benchmark and
-inference share, so that `train.device: auto` means the same everywhere."""
+inference share, so that `train.device: auto` means the same everywhere; and, when `auto`
+falls back to the CPU, why (`device_reason`): a GPU machine that trains on its CPU for want
+of a driver should say so, not be found out from the speed."""
 
 from __future__ import annotations
+
+import os
+from dataclasses import dataclass
 
 import torch
 
@@ -26,3 +31,82 @@ def select_device_option(name: str, option: str = "--device") -> torch.device:
     if name == "cuda" and not torch.cuda.is_available():
         raise ParamError(f"{option} cuda: no CUDA device is available (use auto or cpu)")
     return select_device(name)
+
+
+def device_reason(name: str, device: torch.device) -> str:
+    """Why `select_device(name)` gave `device`, in a few words for the log, metrics/train.json
+    and `vaeinpaint doctor`."""
+    if name != "auto":
+        return f"train.device: {name}"
+    if device.type == "cuda":
+        return f"auto: CUDA is available ({torch.cuda.device_count()} GPU(s) visible)"
+    return f"auto: {cuda_unavailable_reason()}"
+
+
+@dataclass(frozen=True)
+class Driver:
+    """The NVIDIA driver as NVML sees it."""
+
+    version: str  # e.g. "580.65.06"
+    cuda: tuple[int, int]  # the newest CUDA it runs, e.g. (13, 0)
+    gpus: int  # the GPUs it sees (CUDA_VISIBLE_DEVICES does not hide any from NVML)
+
+
+def nvidia_driver() -> Driver | None:
+    """The NVIDIA driver, or None where NVML cannot be loaded or started: no driver installed,
+    or a container started without the GPU. NVML (nvidia-ml-py, which MLflow's GPU metrics
+    also use) answers without initialising CUDA."""
+    try:
+        import pynvml
+
+        pynvml.nvmlInit()
+    except Exception:  # ImportError, or NVMLError: library not found, driver not loaded
+        return None
+    try:
+        version = pynvml.nvmlSystemGetDriverVersion()
+        cuda = pynvml.nvmlSystemGetCudaDriverVersion()  # 12040 for CUDA 12.4
+        gpus = pynvml.nvmlDeviceGetCount()
+    except Exception:
+        return None
+    finally:
+        pynvml.nvmlShutdown()
+    version = version.decode() if isinstance(version, bytes) else str(version)
+    return Driver(version, (cuda // 1000, cuda % 1000 // 10), int(gpus))
+
+
+def _cuda_version(text: str) -> tuple[int, int]:
+    major, _, minor = text.partition(".")
+    return int(major), int(minor.split(".")[0] or 0)
+
+
+def cuda_unavailable_reason() -> str:
+    """Why torch sees no usable CUDA device here: a CPU-only build, GPUs hidden by
+    CUDA_VISIBLE_DEVICES, no NVIDIA driver, a driver older than the CUDA torch was built for,
+    or a driver that sees no GPU."""
+    built_for = torch.version.cuda
+    if built_for is None:
+        if getattr(torch.version, "hip", None):  # ROCm builds answer through torch.cuda too
+            return f"torch is built for ROCm {torch.version.hip}, but it finds no usable AMD GPU"
+        return f"CPU-only torch build (torch {torch.__version__} has no CUDA)"
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if visible is not None and visible.strip() in ("", "-1"):
+        return f"torch is built for CUDA {built_for}, but CUDA_VISIBLE_DEVICES={visible!r} hides every GPU"
+    driver = nvidia_driver()
+    if driver is None:
+        return f"torch is built for CUDA {built_for}, but no NVIDIA driver was found: no GPU in this machine or container, or no driver installed"
+    if driver.gpus == 0:
+        return f"torch is built for CUDA {built_for}, but the NVIDIA driver {driver.version} sees no GPU"
+    if driver.cuda[0] < _cuda_version(built_for)[0]:
+        return (
+            f"the NVIDIA driver {driver.version} runs CUDA up to {driver.cuda[0]}.{driver.cuda[1]}, too old for the CUDA "
+            f"{built_for} torch is built for: update the driver, or install a torch built for CUDA {driver.cuda[0]}"
+        )
+    if visible is not None:
+        return f"CUDA_VISIBLE_DEVICES={visible!r} names none of the {driver.gpus} GPU(s) the driver {driver.version} sees"
+    return f"CUDA did not start with the NVIDIA driver {driver.version} ({driver.gpus} GPU(s), CUDA {built_for} build)"
+
+
+def synchronize(device: torch.device) -> None:
+    """Wait for the work queued on `device` (CUDA runs asynchronously; a CPU has nothing queued)."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)

@@ -23,14 +23,25 @@ import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 
 import torch
 
 from vaeinpaint.errors import DataError, ParamError
+from vaeinpaint.modeling.device import select_device
 from vaeinpaint.params import TrainParams
 
 log = logging.getLogger(__name__)
+
+# How long a process waits in a collective before the group gives up on its peers. Rank 0
+# alone does some work while the others wait in one: before the first epoch it opens the
+# MLflow run and reads the resume state (then broadcast), and at every epoch's end it writes
+# the resume state, logs to MLflow (each call bounded by `tracking.store` to 3 retries of 30
+# s, and none after the server is lost) and probes test quality, while the others wait in
+# `report_epoch`'s broadcast. NCCL's default of 10 minutes could stop a healthy training
+# whose tracking server is slow; an hour still ends one whose peer has died.
+PROCESS_GROUP_TIMEOUT = timedelta(minutes=60)
 
 
 @dataclass
@@ -69,8 +80,25 @@ def torchrun_command(tp: TrainParams, script: str, args: list[str]) -> list[str]
     return [*command, script, *args]
 
 
+def check_enough_gpus(tp: TrainParams) -> None:
+    """On CUDA each of this node's `train.gpus` processes needs a GPU of its own (NCCL cannot
+    put two ranks on one): a one-line error before launching, instead of every process
+    failing inside torchrun. CPU processes (gloo) may be as many as wanted."""
+    if select_device(tp.device).type != "cuda":
+        return
+    visible = torch.cuda.device_count()
+    if tp.gpus > visible:
+        hidden = os.environ.get("CUDA_VISIBLE_DEVICES")
+        limit = f" (CUDA_VISIBLE_DEVICES={hidden!r})" if hidden is not None else ""
+        raise ParamError(
+            f"train.gpus: {tp.gpus} processes on CUDA need {tp.gpus} GPUs on this machine, but {visible} "
+            f"{'is' if visible == 1 else 'are'} visible{limit}; set train.gpus to at most {visible}"
+        )
+
+
 def relaunch_with_torchrun(tp: TrainParams, script: str, args: list[str]) -> int:
     """Run `script` again under torchrun (DDP); return its exit code."""
+    check_enough_gpus(tp)
     command = torchrun_command(tp, script, args)
     where = "" if tp.nodes == 1 else f" on node {node_rank(tp)} of {tp.nodes}, meeting at {tp.rdzv_endpoint}"
     log.info("train: %d processes under torchrun%s", tp.gpus, where)
@@ -85,7 +113,7 @@ def init_distributed(cuda: bool) -> Distributed:
 
     if cuda:  # NCCL's collectives (and the object ones below) run on this process's GPU
         torch.cuda.set_device(int(os.environ["LOCAL_RANK"]))
-    tdist.init_process_group(backend="nccl" if cuda else "gloo")
+    tdist.init_process_group(backend="nccl" if cuda else "gloo", timeout=PROCESS_GROUP_TIMEOUT)
     if not cuda:  # this machine's processes share its cores instead of each one claiming all of them
         local = int(os.environ.get("LOCAL_WORLD_SIZE", tdist.get_world_size()))
         torch.set_num_threads(max(1, (os.cpu_count() or 1) // local))
@@ -122,7 +150,7 @@ def check_same_everywhere(value: str, what: str, dist: Distributed) -> None:
         return
     import torch.distributed as tdist
 
-    values: list[Any] = [None] * dist.world
+    values: list[Any] = [None] * tdist.get_world_size()  # sized as the group, as all_gather_object fills it
     tdist.all_gather_object(values, value)
     odd = [rank for rank, other in enumerate(values) if other != values[0]]
     if odd:

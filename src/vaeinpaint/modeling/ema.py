@@ -26,19 +26,27 @@ class WeightAverage:
         self.updates = 0
         self.model = copy.deepcopy(model).requires_grad_(False)
         self.model.train(model.training)
+        self._paired: torch.nn.Module | None = None  # the trained model the lists below are of
+        self._lists: tuple[list[torch.Tensor], ...] = ()
 
     def _pairs(self, model: torch.nn.Module) -> tuple[list[torch.Tensor], list[torch.Tensor], list[torch.Tensor], list[torch.Tensor]]:
-        """(averaged floats, trained floats, averaged others, trained others), in one order."""
-        averaged = [*self.model.parameters(), *self.model.buffers()]
-        trained = [*model.parameters(), *model.buffers()]
-        floats = [i for i, t in enumerate(averaged) if t.is_floating_point()]
-        others = [i for i, t in enumerate(averaged) if not t.is_floating_point()]
-        return (
-            [averaged[i] for i in floats],
-            [trained[i].detach() for i in floats],
-            [averaged[i] for i in others],
-            [trained[i] for i in others],
-        )
+        """(averaged floats, trained floats, averaged others, trained others), in one order.
+        Built once per trained model and kept: the optimiser, batch norm and `restore` all
+        update the tensors in place, so the lists stay the model's (~70 tensors that would
+        otherwise be gathered again at every step)."""
+        if self._paired is not model:
+            averaged = [*self.model.parameters(), *self.model.buffers()]
+            trained = [*model.parameters(), *model.buffers()]
+            floats = [i for i, t in enumerate(averaged) if t.is_floating_point()]
+            others = [i for i, t in enumerate(averaged) if not t.is_floating_point()]
+            self._lists = (
+                [averaged[i] for i in floats],
+                [trained[i].detach() for i in floats],
+                [averaged[i] for i in others],
+                [trained[i] for i in others],
+            )
+            self._paired = model
+        return self._lists  # type: ignore[return-value]
 
     def factor(self) -> float:
         """The decay of the next update (warm-up included)."""
@@ -49,9 +57,9 @@ class WeightAverage:
     def update(self, model: torch.nn.Module) -> None:
         d = self.factor()
         averaged, trained, averaged_other, trained_other = self._pairs(model)
-        torch._foreach_lerp_(averaged, trained, 1.0 - d)
-        for a, b in zip(averaged_other, trained_other):
-            a.copy_(b)
+        torch._foreach_lerp_(averaged, trained, 1.0 - d)  # one fused kernel per dtype and device, not one per tensor
+        if averaged_other:
+            torch._foreach_copy_(averaged_other, trained_other)
         self.updates += 1
 
     def state_dict(self) -> dict[str, Any]:

@@ -8,6 +8,7 @@ seeds them; an epoch therefore does not depend on what ran before it.
 from __future__ import annotations
 
 import math
+import time
 from dataclasses import dataclass
 
 import torch
@@ -15,6 +16,7 @@ import torch
 from vaeinpaint.errors import TrainingError
 from vaeinpaint.masks.generator import TrainingMasks
 from vaeinpaint.modeling.augment import augment, augment_generator
+from vaeinpaint.modeling.device import synchronize
 from vaeinpaint.modeling.distributed import Distributed, all_max, all_sum
 from vaeinpaint.modeling.layout import masks_to_model, to_model
 from vaeinpaint.modeling.loss import inpainting_loss
@@ -47,7 +49,7 @@ def epoch_draws(
     generator passed into the forward breaks the compiled graph in three) the latent noise
     comes from the global generator, seeded here per (epoch, process)."""
     generator = masks.for_epoch(epoch)
-    order = train_idx[torch.randperm(len(train_idx), generator=generator, device=train_idx.device)]
+    order = train_idx[epoch_permutation(masks, epoch, generator, len(train_idx)).to(train_idx.device)]
     order = order[dist.rank :: dist.world]
     if dist.world > 1:
         generator = torch.Generator(device=train_idx.device).manual_seed(rank_seed(tp.seed, epoch, dist.rank))
@@ -57,6 +59,18 @@ def epoch_draws(
         noise = None
         torch.manual_seed(rank_seed(tp.seed, epoch, dist.rank) + 7)
     return EpochDraws(order, generator, noise, augment_gen)
+
+
+def epoch_permutation(masks: TrainingMasks, epoch: int, generator: torch.Generator, n: int) -> torch.Tensor:
+    """The epoch's order of `n` training images, drawn on the CPU: every process of a DDP
+    training computes the same permutation (a GPU's randperm, drawn by each rank on its own
+    card, need not agree across cards and versions, and a split of orders that disagree
+    would skip some images and repeat others). On a CPU device it is drawn from the epoch's
+    own generator, before its masks, as it always was (the same bits); elsewhere from a CPU
+    generator with the same seed, so the device's generator is left to the masks."""
+    if generator.device.type == "cpu":
+        return torch.randperm(n, generator=generator)
+    return torch.randperm(n, generator=masks.for_epoch(epoch, torch.device("cpu")))
 
 
 @dataclass
@@ -87,8 +101,8 @@ def training_step(
     """One optimisation step on images `x` with masks `m`; returns detached (loss, recon, kl).
     `generator` draws the latent noise (None: the global generator, as under torch.compile)."""
     with autocast:
-        out, mu, logvar = model(x * (1 - m), m, sample=True, generator=generator)
-    loss, recon, kl = inpainting_loss(out, x, m, mu, logvar, tp)
+        out, mu, logvar, *prior = model(x * (1 - m), m, sample=True, generator=generator, **whole_image(x, tp))
+    loss, recon, kl = inpainting_loss(out, x, m, mu, logvar, tp, *prior)
     optimizer.zero_grad(set_to_none=True)
     if scaler is not None and scaler.is_enabled():
         scaler.scale(loss).backward()
@@ -100,27 +114,67 @@ def training_step(
     return loss.detach(), recon, kl
 
 
+def whole_image(x: torch.Tensor, tp: TrainParams) -> dict:
+    """What a model with a learned prior sees in training besides the damaged image: the whole
+    image (its posterior's input), and whether to decode the prior's mean too (the generative
+    path). A standard model ignores both."""
+    return {"image": x, "generative": tp.generative_weight > 0}
+
+
+@dataclass
+class EpochSteps:
+    """The steps of one epoch, a batch at a time: what the training loop runs for each batch,
+    and what the benchmark times (`bench.speed`), so that its figure is the pipeline's step:
+    the batch's masks and augmentation, the optimiser's step, the weight average's update, a
+    sync point when one is due, the learning rate's step."""
+
+    model: torch.nn.Module  # the wrapped `state.model` (DDP, torch.compile)
+    state: TrainingState
+    batches: Batches
+    draws: EpochDraws
+    epoch: int
+    tp: TrainParams
+    autocast: object
+    dist: Distributed
+
+    def __post_init__(self) -> None:
+        device = self.draws.order.device
+        self.sums = torch.zeros(3, device=device)  # (loss, reconstruction, kl) summed over the steps, on the device
+        self.step_losses = torch.zeros(self.batches.steps, device=device)
+
+    def run(self, step: int, images_u8: torch.Tensor, masks_u8: torch.Tensor | None) -> None:
+        """Step `step` (0-based, of the epoch) on a batch (`masks_u8`: its stored masks, None
+        when train.masks is random)."""
+        state, tp = self.state, self.tp
+        x, m = self.batches.make(images_u8, masks_u8, tp.masks == "fixed", self.draws.masks, self.draws.augment)
+        loss, recon, kl = training_step(self.model, state.optimizer, x, m, tp, self.autocast, self.draws.noise, state.scaler)
+        if state.average is not None:
+            state.average.update(state.model)
+        self.step_losses[step] = loss
+        if sync_due(step, self.batches.steps, state.clock):  # one host sync (and one all-reduce) per 50 steps
+            agree(self.step_losses[: step + 1], state.clock, state.scheduler.last_epoch + 1, self.epoch, self.dist)
+        state.scheduler.step()
+        self.sums += torch.stack([loss, recon, kl])
+
+
 def train_epoch(
     model, state: TrainingState, batches: Batches, draws: EpochDraws, epoch: int, tp: TrainParams, autocast, dist: Distributed
-) -> torch.Tensor:
+) -> tuple[torch.Tensor, float]:
     """The steps of one epoch on `model` (the wrapped `state.model`); returns the sums of its
-    (loss, reconstruction, kl) over its steps, on the device."""
+    (loss, reconstruction, kl) over its steps, on the device, and the seconds the steps took.
+    Those are timed between two device syncs, one before the first step and one after the
+    last: none per step, so timing costs a GPU nothing."""
     device = draws.order.device
     state.clock.new_epoch()
     model.train()
-    sums = torch.zeros(3, device=device)
-    step_losses = torch.zeros(batches.steps, device=device)
-    for step, (images_u8, masks_u8) in enumerate(batches.feed.batches(draws.order, batches.per_rank, batches.steps)):
-        x, m = batches.make(images_u8, masks_u8, tp.masks == "fixed", draws.masks, draws.augment)
-        loss, recon, kl = training_step(model, state.optimizer, x, m, tp, autocast, draws.noise, state.scaler)
-        if state.average is not None:
-            state.average.update(state.model)
-        step_losses[step] = loss
-        if sync_due(step, batches.steps, state.clock):  # one host sync (and one all-reduce) per 50 steps
-            agree(step_losses[: step + 1], state.clock, state.scheduler.last_epoch + 1, epoch, dist)
-        state.scheduler.step()
-        sums += torch.stack([loss, recon, kl])
-    return sums
+    steps = EpochSteps(model, state, batches, draws, epoch, tp, autocast, dist)
+    stored = tp.masks == "fixed"  # random masks are drawn: the stored ones are not even gathered
+    synchronize(device)
+    started = time.perf_counter()
+    for step, (images_u8, masks_u8) in enumerate(batches.feed.batches(draws.order, batches.per_rank, batches.steps, stored)):
+        steps.run(step, images_u8, masks_u8)
+    synchronize(device)
+    return steps.sums, time.perf_counter() - started
 
 
 def agree(step_losses: torch.Tensor, clock: TrainingClock, steps_done: int, epoch: int, dist: Distributed) -> None:
@@ -153,7 +207,8 @@ def epoch_means(sums: torch.Tensor, steps: int, dist: Distributed) -> dict[str, 
 
 @torch.no_grad()
 def validation_loss(model, val_idx, feed, batch, tp: TrainParams, autocast, dist: Distributed = Distributed()) -> float:
-    """Mean loss on the held-out images with their stored masks and the latent's mean. Each
+    """Mean loss on the held-out images with their stored masks and the latent's mean (a learned
+    prior's model: the training loss, with the posterior's mean and the prior's). Each
     process scores its share; sums stay on the device (float64) until one sync at the end."""
     was_training = model.training
     model.eval()
@@ -163,8 +218,8 @@ def validation_loss(model, val_idx, feed, batch, tp: TrainParams, autocast, dist
         idx = shard[start : start + 256]
         x, m = batch(*feed.gather(idx), True, None)
         with autocast:
-            out, mu, logvar = model(x * (1 - m), m, sample=False)
-        loss, _, _ = inpainting_loss(out, x, m, mu, logvar, tp)
+            out, mu, logvar, *prior = model(x * (1 - m), m, sample=False, **whole_image(x, tp))
+        loss, _, _ = inpainting_loss(out, x, m, mu, logvar, tp, *prior)
         sums[0] += loss.double() * len(idx)
         sums[1] += len(idx)
     total, count = all_sum(sums, dist).tolist()

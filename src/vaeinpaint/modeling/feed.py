@@ -28,7 +28,7 @@ from vaeinpaint.data.dataset import SubsetImages
 log = logging.getLogger(__name__)
 
 MAX_CHUNK_BYTES = 1 << 30  # 1 GiB: ~5,000 RGB images of 256 px, a fraction of a second of GPU training
-Batch = tuple[torch.Tensor, torch.Tensor]  # uint8 images [b, S, S(, C)], uint8 masks [b, S, S], on the device
+Batch = tuple[torch.Tensor, torch.Tensor | None]  # uint8 images [b, S, S(, C)], uint8 masks [b, S, S] (or None), on the device
 
 
 def free_memory(device: torch.device) -> int:
@@ -65,9 +65,12 @@ class ResidentFeed:
     def gather(self, idx: torch.Tensor) -> Batch:
         return self.images[idx], self.masks[idx]
 
-    def batches(self, order: torch.Tensor, batch: int, steps: int) -> Iterator[Batch]:
+    def batches(self, order: torch.Tensor, batch: int, steps: int, with_masks: bool = True) -> Iterator[Batch]:
+        """The epoch's batches; without `with_masks` (fresh masks are drawn) the stored ones
+        are not gathered (None)."""
         for step in range(steps):
-            yield self.gather(order[step * batch : (step + 1) * batch])
+            idx = order[step * batch : (step + 1) * batch]
+            yield self.images[idx], self.masks[idx] if with_masks else None
 
 
 class StreamedFeed:
@@ -88,26 +91,28 @@ class StreamedFeed:
         self.mask_buffers = [torch.empty((chunk_images, *self.masks.shape[1:]), dtype=torch.uint8, pin_memory=pin) for _ in range(2)]
         self.copied = [None, None]  # CUDA events: the last transfer out of each buffer is done
 
-    def _read(self, idx: np.ndarray, slot: int) -> np.ndarray:
-        """Read the images and masks of subset positions `idx` into buffer `slot`, in file
+    def _read(self, idx: np.ndarray, slot: int, with_masks: bool) -> np.ndarray:
+        """Read the images (and masks) of subset positions `idx` into buffer `slot`, in file
         order (sequential on disk); return the order they were read in."""
         sorter = np.argsort(self.rows[idx], kind="stable")
         k = len(idx)
         np.take(self.source, self.rows[idx][sorter], axis=0, out=self.buffers[slot].numpy()[:k])
-        np.take(self.masks, idx[sorter], axis=0, out=self.mask_buffers[slot].numpy()[:k])
+        if with_masks:
+            np.take(self.masks, idx[sorter], axis=0, out=self.mask_buffers[slot].numpy()[:k])
         return sorter
 
-    def _to_device(self, slot: int, sorter: np.ndarray) -> Batch:
+    def _to_device(self, slot: int, sorter: np.ndarray, with_masks: bool) -> Batch:
         k = len(sorter)
         images = self.buffers[slot][:k].to(self.device, non_blocking=True)
-        masks = self.mask_buffers[slot][:k].to(self.device, non_blocking=True)
+        masks = self.mask_buffers[slot][:k].to(self.device, non_blocking=True) if with_masks else None
         if self.device.type == "cuda":
             self.copied[slot] = torch.cuda.Event()
             self.copied[slot].record()
         inverse = np.empty_like(sorter)
         inverse[sorter] = np.arange(k)
         back = torch.from_numpy(inverse).to(self.device)
-        return images[back], masks[back]  # the epoch's order again (indexing copies: the buffer is free)
+        # The epoch's order again (indexing copies: the buffer is free).
+        return images[back], masks[back] if with_masks else None
 
     def _wait(self, slot: int) -> None:
         if self.copied[slot] is not None:
@@ -119,21 +124,22 @@ class StreamedFeed:
         masks = torch.from_numpy(np.ascontiguousarray(self.masks[idx_np]))
         return images.to(self.device), masks.to(self.device)
 
-    def batches(self, order: torch.Tensor, batch: int, steps: int) -> Iterator[Batch]:
+    def batches(self, order: torch.Tensor, batch: int, steps: int, with_masks: bool = True) -> Iterator[Batch]:
+        """The epoch's batches; without `with_masks` the stored masks are neither read nor sent (None)."""
         order_np = order[: steps * batch].cpu().numpy()
         chunks = [order_np[i : i + self.chunk_images] for i in range(0, len(order_np), self.chunk_images)]
         if not chunks:
             return
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="feed") as reader:
             self._wait(0)
-            pending = reader.submit(self._read, chunks[0], 0)
+            pending = reader.submit(self._read, chunks[0], 0, with_masks)
             for c, idx in enumerate(chunks):
-                images, masks = self._to_device(c % 2, pending.result())
+                images, masks = self._to_device(c % 2, pending.result(), with_masks)
                 if c + 1 < len(chunks):
                     self._wait((c + 1) % 2)
-                    pending = reader.submit(self._read, chunks[c + 1], (c + 1) % 2)
+                    pending = reader.submit(self._read, chunks[c + 1], (c + 1) % 2, with_masks)
                 for start in range(0, len(idx), batch):
-                    yield images[start : start + batch], masks[start : start + batch]
+                    yield images[start : start + batch], masks[start : start + batch] if with_masks else None
 
 
 def make_feed(images, masks: np.ndarray, device: torch.device, fraction: float, batch: int) -> ResidentFeed | StreamedFeed:

@@ -1,12 +1,13 @@
 """The training loss: L1 with a heavier hole, optionally SSIM of the pasted-back image, and the
-VAE's KL term."""
+VAE's KL term: to N(0, I) (`model.prior: standard`), or to the learned prior (`learned`), with
+free bits and the generative path (`train.free_bits`, `train.generative_weight`)."""
 
 from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
 
-from vaeinpaint.modeling.model import kl_divergence
+from vaeinpaint.modeling.model import gaussian_kl, kl_divergence
 from vaeinpaint.params import TrainParams
 
 
@@ -28,16 +29,49 @@ def ssim_map(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     return ((2 * mu_a * mu_b + c1) * (2 * cov + c2)) / ((mu_a**2 + mu_b**2 + c1) * (var_a + var_b + c2))
 
 
-def inpainting_loss(out, target, mask, mu, logvar, tp: TrainParams) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """(loss, reconstruction, kl). Reconstruction: L1 per pixel, `hole_weight` times heavier
-    inside the hole; optionally plus (1 - SSIM) of the pasted-back image. KL: per image,
-    summed over the latent, divided by the pixel count so `kl_weight` is relative to the
-    per-pixel reconstruction."""
-    out, target = out.float(), target.float()
+def reconstruction(out: torch.Tensor, target: torch.Tensor, mask: torch.Tensor, tp: TrainParams) -> torch.Tensor:
+    """L1 per pixel, `hole_weight` times heavier inside the hole; optionally plus (1 - SSIM) of
+    the pasted-back image."""
     weight = 1.0 + (tp.hole_weight - 1.0) * mask
     recon = (weight * (out - target).abs()).mean()
     if tp.ssim_weight > 0:
         pasted = target * (1 - mask) + out * mask
         recon = recon + tp.ssim_weight * (1.0 - ssim_map(pasted, target).mean())
-    kl = kl_divergence(mu.float(), logvar.float()).mean() / target[0].numel()
-    return recon + tp.kl_weight * kl, recon.detach(), kl.detach()
+    return recon
+
+
+def inpainting_loss(out, target, mask, mu, logvar, tp: TrainParams, *prior) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(loss, reconstruction, kl). Reconstruction: `reconstruction`. KL: per image, summed over
+    the latent, divided by the pixel count so `kl_weight` is relative to the per-pixel
+    reconstruction.
+
+    `prior`: what a learned prior's model returns after (out, mu, logvar) given the whole
+    image: (p_mu, p_logvar[, generated]). Then `mu`, `logvar` are the posterior's, the KL is
+    KL(q || p) (`learned_kl`), and `generated` (the decoder on the prior's mean) adds
+    `generative_weight` times its own reconstruction."""
+    out, target = out.float(), target.float()
+    recon = reconstruction(out, target, mask, tp)
+    if not prior:
+        kl = kl_divergence(mu.float(), logvar.float()).mean() / target[0].numel()
+        return recon + tp.kl_weight * kl, recon.detach(), kl.detach()
+    p_mu, p_logvar, *generated = prior
+    if generated and tp.generative_weight > 0:
+        recon = recon + tp.generative_weight * reconstruction(generated[0].float(), target, mask, tp)
+    kl_loss, kl = learned_kl(mu.float(), logvar.float(), p_mu.float(), p_logvar.float(), tp.free_bits)
+    pixels = target[0].numel()
+    return recon + tp.kl_weight * kl_loss / pixels, recon.detach(), kl.detach() / pixels
+
+
+def learned_kl(q_mu, q_logvar, p_mu, p_logvar, free_bits: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """(the KL term to minimise, KL(q || p) itself), both per image, summed over the latent and
+    averaged over the batch. With `free_bits` > 0 (nats), a latent dimension whose KL, averaged
+    over the batch, is below it does not pull the posterior towards the prior (Kingma et al.
+    2016's free bits: a posterior that carries little is not pushed to carry nothing), but the
+    prior still follows the posterior there (the KL with the posterior held fixed): free bits
+    never make the prior lag. The term's value is the KL either way."""
+    per_dim = gaussian_kl(q_mu, q_logvar, p_mu, p_logvar).mean(0)
+    kl = per_dim.sum()
+    if free_bits <= 0:
+        return kl, kl
+    prior_side = gaussian_kl(q_mu.detach(), q_logvar.detach(), p_mu, p_logvar).mean(0)
+    return torch.where(per_dim.detach() >= free_bits, per_dim, prior_side).sum(), kl

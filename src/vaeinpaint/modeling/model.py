@@ -6,6 +6,12 @@ Both take the damaged image (holes set to 0; [n, C, S, S], C = 1 gray or 3 RGB f
 posterior of the reparameterised latent. With `sample=False` the latent is its mean
 (what evaluation uses, so metrics are deterministic); with a `generator`, sampling is
 reproducible (what `vaeinpaint inpaint --samples K` uses).
+
+With `model.prior: learned` (inpaint only) the encoder on the damaged image is a prior network,
+p(z | visible pixels, mask), and a posterior network sees the whole image and the mask,
+q(z | image, mask). Given the whole image (`image=`, training and validation only) the
+decoder draws z from q and the model returns both distributions; without it z comes from p
+(its mean, or a draw), which is all inference ever sees.
 """
 
 from __future__ import annotations
@@ -38,10 +44,14 @@ def fp32(tensor: torch.Tensor):
 
 
 def reparameterise(mu: torch.Tensor, logvar: torch.Tensor, sample: bool, generator: torch.Generator | None = None) -> torch.Tensor:
+    """`mu + noise * exp(logvar / 2)`, the noise drawn and the sum taken in fp32 whatever
+    autocast made of `mu` (a bf16 normal has 8 bits of mantissa: coarse, clumped noise), then
+    returned in `mu`'s dtype (the next layer casts to it under autocast anyway). In fp32 this
+    is the same arithmetic as ever."""
     if not sample:
         return mu
-    noise = torch.randn(mu.shape, generator=generator, device=mu.device, dtype=mu.dtype)
-    return mu + noise * torch.exp(0.5 * logvar)
+    noise = torch.randn(mu.shape, generator=generator, device=mu.device, dtype=torch.float32)
+    return (mu.float() + noise * torch.exp(0.5 * logvar.float())).to(mu.dtype)
 
 
 class DilatedResidual(nn.Module):
@@ -100,6 +110,25 @@ class SelfAttention(nn.Module):
         return x + self.out(y.transpose(-1, -2).reshape(n, c, h, w))
 
 
+class PosteriorEncoder(nn.Module):
+    """q(z | image, mask) of the learned prior: the whole image and the mask through four stride-2
+    conv blocks, one per stage of the main encoder (the same rounding, so the latents line up
+    at any size), at half its width (it only has to say what is in the hole, at 1/16
+    resolution, and runs in training only), to the mean and log-variance of the spatial latent."""
+
+    def __init__(self, channels: int, width: int, latent_channels: int):
+        super().__init__()
+        w = max(width // 2, 1)
+        self.features = nn.Sequential(
+            conv_block(channels + 1, w, 2), conv_block(w, 2 * w, 2), conv_block(2 * w, 4 * w, 2), conv_block(4 * w, 8 * w, 2)
+        )
+        self.to_latent = nn.Conv2d(8 * w, 2 * latent_channels, 1)
+
+    def forward(self, image: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        mu, logvar = self.to_latent(self.features(torch.cat([image, mask], dim=1))).chunk(2, dim=1)
+        return mu, logvar.clamp(-30.0, 20.0)
+
+
 DILATIONS = (2, 4, 8, 1)  # model.context blocks cycle through these (GLCIC: 2, 4, 8, 16 at a larger size)
 
 
@@ -127,6 +156,9 @@ class InpaintVAE(nn.Module):
     `context_kind` dilated (GLCIC, DeepFill: wider reach into the hole) or fourier (LaMa's
     fast Fourier convolution: image-wide reach), and `attention` (self-attention at 1/8,
     where a 100 px image is 13 x 13 positions).
+
+    `prior="learned"`: the encoder above gives the prior p(z | visible, mask) and a
+    `PosteriorEncoder` the posterior q(z | image, mask) (see the module's docstring).
     """
 
     def __init__(
@@ -140,9 +172,11 @@ class InpaintVAE(nn.Module):
         context: int = 0,
         attention: bool = False,
         context_kind: str = "dilated",
+        prior: str = "standard",
     ):
         super().__init__()
         w, self.skips, self.mask_input, self.channels, self.head_kind = width, skips, mask_input, channels, head
+        self.prior = prior
         c_in = channels + 1 if mask_input else channels
         s = 1 if skips else 0  # skip connections double the decoder blocks' inputs
         self.enc1 = nn.Sequential(conv_block(c_in, w, 2), conv_block(w, w))  # 1/2
@@ -165,11 +199,24 @@ class InpaintVAE(nn.Module):
             self.head = nn.Conv2d(max(w // 2, 1) + c_in * s, channels, 3, padding=1)
         else:
             self.head = nn.Conv2d(w, 4 * channels, 3, padding=1)
+        self.posterior = PosteriorEncoder(channels, w, latent_channels) if prior == "learned" else None
 
     def _join(self, up: torch.Tensor, skip: torch.Tensor) -> torch.Tensor:
         return torch.cat([up, skip], dim=1) if self.skips else up
 
-    def forward(self, damaged: torch.Tensor, mask: torch.Tensor, sample: bool = True, generator: torch.Generator | None = None):
+    def forward(
+        self,
+        damaged: torch.Tensor,
+        mask: torch.Tensor,
+        sample: bool = True,
+        generator: torch.Generator | None = None,
+        image: torch.Tensor | None = None,
+        generative: bool = False,
+    ):
+        """(output, mu, logvar); with a learned prior and the whole `image` (training),
+        (output, q_mu, q_logvar, p_mu, p_logvar), and with `generative` also the output decoded
+        from the prior's mean (Pluralistic's generative path), in the same decoder pass. A
+        standard model ignores `image` and `generative`."""
         x = torch.cat([damaged, mask], dim=1) if self.mask_input else damaged
         h1 = self.enc1(x)
         h2 = self.enc2(h1)
@@ -177,7 +224,20 @@ class InpaintVAE(nn.Module):
         h4 = self.enc4(h3)
         mu, logvar = self.to_latent(h4).chunk(2, dim=1)
         logvar = logvar.clamp(-30.0, 20.0)
-        y = self.from_latent(reparameterise(mu, logvar, sample, generator))
+        if image is not None and self.posterior is not None:
+            q_mu, q_logvar = self.posterior(image, mask)
+            z = reparameterise(q_mu, q_logvar, sample, generator)
+            if not generative:
+                return self._decode(z, h1, h2, h3, x), q_mu, q_logvar, mu, logvar
+            both = self._decode(torch.cat([z, mu]), *(torch.cat([h, h]) for h in (h1, h2, h3, x)))
+            out, generated = both.chunk(2)
+            return out, q_mu, q_logvar, mu, logvar, generated
+        return self._decode(reparameterise(mu, logvar, sample, generator), h1, h2, h3, x), mu, logvar
+
+    def _decode(self, z: torch.Tensor, h1: torch.Tensor, h2: torch.Tensor, h3: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        """The decoder: latent `z` up to the output, joined by the encoder's maps `h1`-`h3` and
+        (the `transpose` head) the input `x`."""
+        y = self.from_latent(z)
         y = self.attend(self.dec3(self._join(self.up3(y, output_size=h3.shape[-2:]), h3)))
         y = self.context(self.dec2(self._join(self.up2(y, output_size=h2.shape[-2:]), h2)))
         y = self.dec1(self._join(self.up1(y, output_size=h1.shape[-2:]), h1))
@@ -185,10 +245,10 @@ class InpaintVAE(nn.Module):
         if self.head_kind == "transpose":
             y = self.up0(y, output_size=size)
             with fp32(y):  # bf16's step near 1.0 is 1/256: coarser than the 8-bit pixels we predict
-                return torch.sigmoid(self.head(self._join(y.float(), x.float()))), mu, logvar
+                return torch.sigmoid(self.head(self._join(y.float(), x.float())))
         logits = F.pixel_shuffle(self.head(y), 2)[..., : size[0], : size[1]]  # odd sizes: the last row/column cut
         with fp32(logits):  # the sigmoid in fp32: bf16's step near 1.0 (1/256) is coarser than 8-bit pixels
-            return torch.sigmoid(logits.float()), mu, logvar
+            return torch.sigmoid(logits.float())
 
 
 class PaperVAE(nn.Module):
@@ -229,7 +289,17 @@ class PaperVAE(nn.Module):
         self.norms = nn.ModuleList(nn.BatchNorm2d(c) for c in channels[1:])
         self.last = up_block(64, 1)
 
-    def forward(self, damaged: torch.Tensor, mask: torch.Tensor, sample: bool = True, generator: torch.Generator | None = None):
+    def forward(
+        self,
+        damaged: torch.Tensor,
+        mask: torch.Tensor,
+        sample: bool = True,
+        generator: torch.Generator | None = None,
+        image: torch.Tensor | None = None,
+        generative: bool = False,
+    ):
+        """(output, mu, logvar); `image` and `generative` are the learned prior's, which this
+        architecture does not have: ignored."""
         h = self.fc(self.features(damaged).flatten(1))
         mu, logvar = self.fc_mu(h), self.fc_logvar(h).clamp(-30.0, 20.0)
         y = self.fc_dec(reparameterise(mu, logvar, sample, generator)).view(-1, 1024, 4, 4)
@@ -256,6 +326,7 @@ def build_model(params: ModelParams, channels: int = 1) -> nn.Module:
         context=params.context,
         attention=params.attention,
         context_kind=params.context_kind,
+        prior=params.prior,
     )
 
 
@@ -266,3 +337,10 @@ def count_parameters(model: nn.Module) -> int:
 def kl_divergence(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
     """KL(q(z|x) || N(0, I)) per example, summed over the latent's dimensions."""
     return 0.5 * (mu.pow(2) + logvar.exp() - 1.0 - logvar).flatten(1).sum(1)
+
+
+def gaussian_kl(q_mu: torch.Tensor, q_logvar: torch.Tensor, p_mu: torch.Tensor, p_logvar: torch.Tensor) -> torch.Tensor:
+    """KL(q || p) of two diagonal Gaussians, per latent dimension (the inputs' shape), in nats:
+    (log s_p^2 - log s_q^2 + (s_q^2 + (m_q - m_p)^2) / s_p^2 - 1) / 2."""
+    log_ratio = q_logvar - p_logvar  # s_q^2 / s_p^2 as one exp: exactly 1 where q = p
+    return 0.5 * (log_ratio.exp() - log_ratio + (q_mu - p_mu).pow(2) * torch.exp(-p_logvar) - 1.0)

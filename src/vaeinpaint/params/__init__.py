@@ -27,6 +27,7 @@ from vaeinpaint.params.blocks import (
 from vaeinpaint.params.fields import (
     ARCHS,
     AUGMENTS,
+    AUTO_BATCH,
     BASELINES,
     BOX_SHAPES,
     COLORS,
@@ -37,6 +38,7 @@ from vaeinpaint.params.fields import (
     HEADS,
     POSITIONS,
     PRECISIONS,
+    PRIORS,
     RATIO_OF,
     SHAPES,
     SIZES,
@@ -49,10 +51,12 @@ from vaeinpaint.params.fields import (
 )
 from vaeinpaint.params.loading import augment_value, from_dict, load_params, split_sizes, validate
 from vaeinpaint.params.report import first_error, param_error
-from vaeinpaint.params.rules import model_path, square_side
+from vaeinpaint.params.rules import AUTO_SAMPLES, model_path, resolve_samples, square_side
 
 __all__ = [
     "ARCHS",
+    "AUTO_SAMPLES",
+    "AUTO_BATCH",
     "AUGMENTS",
     "BASELINES",
     "BOX_SHAPES",
@@ -64,6 +68,7 @@ __all__ = [
     "HEADS",
     "POSITIONS",
     "PRECISIONS",
+    "PRIORS",
     "RATIO_OF",
     "SHAPES",
     "SIZES",
@@ -89,6 +94,7 @@ __all__ = [
     "load_params",
     "model_path",
     "param_error",
+    "resolve_samples",
     "split_sizes",
     "square_side",
     "validate",

@@ -21,6 +21,7 @@ from vaeinpaint.params.fields import (
     Arch,
     AugmentText,
     Baselines,
+    BatchSize,
     Color,
     ContextKind,
     Device,
@@ -32,7 +33,9 @@ from vaeinpaint.params.fields import (
     Number,
     Position,
     Precision,
+    Prior,
     RatioOf,
+    Samples,
     Says,
     Shape,
     Source,
@@ -134,20 +137,34 @@ class ModelParams(Block):
     context: Count = 0  # inpaint: residual context blocks at 1/4 resolution in the decoder
     context_kind: ContextKind = "dilated"  # inpaint: dilated (GLCIC, DeepFill) | fourier (LaMa's fast Fourier convolution)
     attention: Flag = False  # inpaint: self-attention at 1/8 resolution in the decoder
+    # inpaint: standard (KL to N(0, I)) | learned (a prior network on the visible pixels, a
+    # posterior on the whole image in training, KL(posterior || prior); issue 21)
+    prior: Prior = "standard"
     fc_width: Positive = 8000  # paper: width of the fully connected layers
     latent_dim: Positive = 1500  # paper: size of the latent vector
+
+    @model_validator(mode="after")
+    def _prior_needs_inpaint(self) -> ModelParams:
+        rules.check_prior(self.prior, self.arch)
+        return self
 
 
 class TrainParams(Block):
     device: Device = "auto"
     precision: Precision = "auto"  # auto: bf16 where the hardware has it natively, else fp16 + loss scaling on CUDA, fp32 on CPU
     epochs: Positive = 30
-    batch_size: Positive = 32
-    lr: Rate = 2e-3
+    batch_size: BatchSize = "auto"  # global; auto: 32 on a CPU, 256 per process on CUDA with lr scaled (modeling.setup)
+    lr: Rate = 2e-3  # with batch_size auto: the rate at batch 32, scaled by sqrt(batch / 32)
     weight_decay: Weight = 0.0
     kl_weight: Weight = 1e-3
     hole_weight: Weight = 6.0
     ssim_weight: Weight = 0.0
+    # model.prior learned only: nats per latent dimension (batch mean) the posterior may spend
+    # before the KL pulls it towards the prior (free bits; 0: off)
+    free_bits: Weight = 0.0
+    # model.prior learned only: weight of the generative path's reconstruction, the decoder
+    # on the prior's mean (what evaluate scores), beside the posterior's (0: off)
+    generative_weight: Weight = 1.0
     masks: TrainMasks = "random"
     val_fraction: Annotated[Number, Field(ge=0, lt=0.5)] = 0.05
     seed: Integer = 0
@@ -165,6 +182,7 @@ class TrainParams(Block):
     ema: Decay = 0.999
     probe_points: Count = 20  # test quality measured this many times over the schedule (0: never): metrics/quality_by_minute.csv
     probe_images: Positive = 200  # test images each probe scores (evenly spaced over the test set)
+    resume_minutes: Weight = 2.0  # a resume point on disk at most this often, and at the last epoch (0: after every epoch)
 
     @model_validator(mode="after")
     def _nodes_meet(self) -> TrainParams:
@@ -181,7 +199,9 @@ class BaselinesParams(Block):
 class EvaluateParams(Block):
     batch_size: Positive = 256
     grid_images: Count = 8
-    samples: Count = 4  # K completions per test image drawn from the latent for the diversity figures (< 2: off)
+    # K completions per test image drawn from the latent for the diversity and realism figures
+    # (< 2: off); auto: 4, or 8 for a model with a learned prior (`resolve_samples`)
+    samples: Samples = "auto"
     model: Text = ""  # "": the pipeline's checkpoint; else a checkpoint path, runs:/..., models:/NAME@ALIAS or models:/NAME/VERSION
 
     @model_validator(mode="after")

@@ -26,6 +26,7 @@ Position = Literal["random", "center"]
 Arch = Literal["inpaint", "paper"]
 Head = Literal["shuffle", "transpose"]  # model.head: how the inpaint decoder reaches full resolution
 ContextKind = Literal["dilated", "fourier"]  # model.context_kind
+Prior = Literal["standard", "learned"]  # model.prior: the latent's prior, N(0, I) or a network on the visible pixels
 Device = Literal["auto", "cpu", "cuda"]
 Precision = Literal["auto", "fp32", "bf16", "fp16"]
 TrainMasks = Literal["random", "fixed"]
@@ -45,6 +46,7 @@ POSITIONS = get_args(Position)
 ARCHS = get_args(Arch)
 HEADS = get_args(Head)
 CONTEXT_KINDS = get_args(ContextKind)
+PRIORS = get_args(Prior)
 DEVICES = get_args(Device)
 PRECISIONS = get_args(Precision)
 TRAIN_MASKS = get_args(TrainMasks)
@@ -131,6 +133,23 @@ def augment_ops(value: str) -> tuple[str, ...]:
     return tuple(op for op in value.split("+") if op in AUGMENTS)
 
 
+AUTO_BATCH = "auto"
+
+
+def to_batch_size(value: Any) -> int | str:
+    """`train.batch_size`: a positive integer (as `to_integer` reads one), or `auto` (the
+    training device decides: `modeling.setup.resolve_batch`)."""
+    if value == AUTO_BATCH:
+        return AUTO_BATCH
+    try:
+        number = to_integer(value)
+    except PydanticCustomError:
+        number = 0
+    if number < 1:
+        raise fail("batch_size", f"expected a positive integer or auto, got {value!r}")
+    return number
+
+
 def to_augment(value: Any) -> str:
     """`train.augment` as one canonical string: `none`, or its operations joined by `+` in
     the order they are applied (`flip+crop`), whether it was written `flip+crop`,
@@ -151,9 +170,25 @@ def to_augment(value: Any) -> str:
     return "+".join(op for op in AUGMENTS if op in ops) or "none"
 
 
+def to_samples(value: Any) -> int | str:
+    """`evaluate.samples`: `auto` (a default that depends on the evaluated model's prior) or a
+    whole number >= 0."""
+    if isinstance(value, str) and value.strip() == "auto":
+        return "auto"
+    try:
+        number = to_integer(value)
+    except PydanticCustomError:
+        number = -1
+    if number < 0:
+        raise fail("samples", f"expected auto or a whole number >= 0, got {value!r}")
+    return number
+
+
 Number = Annotated[float, BeforeValidator(to_number)]
 Integer = Annotated[int, BeforeValidator(to_integer)]
 Flag = Annotated[bool, BeforeValidator(to_flag)]
 Text = Annotated[str, BeforeValidator(to_text)]
 AugmentText = Annotated[str, BeforeValidator(to_augment)]
+BatchSize = Annotated[int | Literal["auto"], BeforeValidator(to_batch_size)]
 Baselines = Annotated[tuple[Baseline, ...], BeforeValidator(to_list)]
+Samples = Annotated[int | Literal["auto"], BeforeValidator(to_samples)]

@@ -54,6 +54,21 @@ def check_arch(arch: str, size: int, color: str) -> None:
         raise fail("paper_color", message, label="model.arch")
 
 
+def check_prior(prior: str, arch: str) -> None:
+    if prior == "learned" and arch != "inpaint":
+        message = f"'learned' needs model.arch: inpaint (the {arch} architecture has no prior network; use prior: standard)"
+        raise fail("prior_arch", message, at="prior")
+
+
+AUTO_SAMPLES = {"standard": 4, "learned": 8}  # evaluate.samples: auto, by the evaluated model's prior
+
+
+def resolve_samples(samples: int | str, prior: str) -> int:
+    """`evaluate.samples` for a model with `prior`: `auto` is 4 draws per test image, as
+    before the learned prior existed, or 8 with a learned prior (whose draws are the point)."""
+    return AUTO_SAMPLES.get(prior, AUTO_SAMPLES["standard"]) if samples == "auto" else int(samples)
+
+
 def check_rendezvous(nodes: int, endpoint: str) -> None:
     if nodes > 1 and not endpoint:
         message = "required when train.nodes > 1 (host:port of a node every node can reach, e.g. node0:29400)"

@@ -13,7 +13,8 @@ columns as base64):
 - `box` (string, optional): the hole as `x,y,w,h` in the photo's pixels.
 Each row gives `image` and one of `mask` or `box`.
 Params (optional): `sample` (false: the latent's mean, deterministic; true: a completion
-drawn from the latent), `seed` (seeds that draw) and `strategy` (`crop`, `resize` or
+drawn from the latent: from the learned prior p(z | visible pixels) when the checkpoint has
+one, `model.prior: learned`), `seed` (seeds that draw) and `strategy` (`crop`, `resize` or
 `original`, as `vaeinpaint inpaint --strategy`).
 Output: a DataFrame with `image` (binary): each photo as PNG, the hole filled, every other
 pixel exactly as it was: the same code and result as `vaeinpaint inpaint`.

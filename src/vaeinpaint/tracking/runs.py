@@ -242,7 +242,8 @@ def run_exists(run_id: str) -> bool:
 
 def flat_metrics(results: Mapping[str, Any]) -> dict[str, float]:
     """evaluate.json -> MLflow metric names: `test_ssim_mean`, `train_hole_psnr`, ...,
-    and for baselines `test_biharmonic_ssim_mean`."""
+    for baselines `test_biharmonic_ssim_mean`, for the realism block `hole_swd_model`; its
+    words (`measure`) are not a metric."""
     flat: dict[str, float] = {}
     for subset, values in results.items():
         if subset == "baselines":
@@ -250,5 +251,5 @@ def flat_metrics(results: Mapping[str, Any]) -> dict[str, float]:
                 for sub, numbers in by_subset.items():
                     flat.update({f"{sub}_{method}_{k}": v for k, v in numbers.items() if k != "n"})
         else:
-            flat.update({f"{subset}_{k}": v for k, v in values.items() if k != "n"})
+            flat.update({f"{subset}_{k}": v for k, v in values.items() if k != "n" and not isinstance(v, str)})
     return flat

@@ -3,10 +3,11 @@
 "use strict";
 
 const $ = (selector) => document.querySelector(selector);
+const $$ = (selector) => document.querySelectorAll(selector);
 const MASK_COLOUR = "#ff2020";
 const UNDO_DEPTH = 20;
 
-const state = { file: null, name: "photo", undo: [], drawing: null, results: [], shown: 0, urls: [] };
+const state = { file: null, name: "photo", undo: [], drawing: null, results: [], shown: 0, urls: [], prior: "standard" };
 const photoCanvas = $("#photo");
 const maskCanvas = $("#mask");
 const mask = maskCanvas.getContext("2d");
@@ -33,7 +34,8 @@ async function loadChoices() {
   for (const strategy of info.strategies) $("#strategy").add(new Option(strategy, strategy, false, strategy === info.default_strategy));
   $("#samples").max = info.max_samples;
   const status = health.ok ? await health.json() : { detail: await errorOf(health) };
-  $("#health").textContent = health.ok ? `model ready (trained at ${status.size} px)` : status.detail;
+  const prior = status.prior === "learned" ? ", learned prior" : "";
+  $("#health").textContent = health.ok ? `model ready (trained at ${status.size} px${prior})` : status.detail;
   $("#health").classList.toggle("muted", health.ok);
 }
 
@@ -209,24 +211,37 @@ function showOriginal() {
   context.drawImage(maskCanvas, 0, 0);
 }
 
+// All K completions side by side; the chosen one (the first, until another is clicked) is
+// what Download saves.
 function show(blobs) {
   for (const url of state.urls) URL.revokeObjectURL(url);
   state.urls = blobs.map((blob) => URL.createObjectURL(blob));
-  state.shown = 0;
-  flip(0);
+  const grid = $("#completions");
+  grid.replaceChildren(...state.urls.map((url, index) => {
+    const img = document.createElement("img");
+    img.src = url;
+    img.alt = state.urls.length > 1 ? `completion ${index + 1}` : "the photo restored by the VAE";
+    img.setAttribute("role", "option");
+    img.tabIndex = 0;
+    img.addEventListener("click", () => choose(index));
+    img.addEventListener("keydown", (event) => { if (event.key === "Enter" || event.key === " ") choose(index); });
+    return img;
+  }));
+  grid.classList.toggle("several", state.urls.length > 1);
+  $("#result-vae").classList.toggle("several", state.urls.length > 1);  // the whole row: K side by side
+  choose(0);
 }
 
-function flip(step) {
+function choose(index) {
   const count = state.urls.length;
-  state.shown = (state.shown + step + count) % count;
-  $("#result-vae img").src = state.urls[state.shown];
-  $("#download").href = state.urls[state.shown];
-  $("#download").download = count > 1 ? `${state.name}-inpainted-${state.shown + 1}.png` : `${state.name}-inpainted.png`;
-  $("#sample-label").textContent = count > 1 ? `completion ${state.shown + 1} of ${count}` : "most likely completion";
-  $("#prev").hidden = $("#next").hidden = count < 2;
+  state.shown = index;
+  $$("#completions img").forEach((img, i) => img.setAttribute("aria-selected", String(i === index)));
+  $("#download").href = state.urls[index];
+  $("#download").download = count > 1 ? `${state.name}-inpainted-${index + 1}.png` : `${state.name}-inpainted.png`;
+  $("#sample-label").textContent = count > 1
+    ? `${count} completions${state.prior === "learned" ? " from the learned prior" : ""}; downloading ${index + 1}`
+    : "most likely completion";
 }
-$("#prev").addEventListener("click", () => flip(-1));
-$("#next").addEventListener("click", () => flip(1));
 
 async function baseline(method) {
   const img = $(`#result-${method} img`);
@@ -251,6 +266,7 @@ $("#restore").addEventListener("click", async () => {
       image: state.file, mask: await maskBlob(), samples, seed: Number($("#seed").value) || 0,
       strategy: $("#strategy").value, model: $("#model").value,
     });
+    state.prior = response.headers.get("X-Vaeinpaint-Prior") || "standard";
     const blobs = samples > 1 ? pngsOfZip(await response.arrayBuffer()) : [await response.blob()];
     showOriginal();
     show(blobs);
