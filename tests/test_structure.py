@@ -51,6 +51,7 @@ LAYERS = [
     "vaeinpaint.progress",
     "vaeinpaint.files",
     "vaeinpaint.params",
+    "vaeinpaint.presets",
     "vaeinpaint.data",
     "vaeinpaint.masks",
     "vaeinpaint.modeling",

@@ -12,6 +12,7 @@ import os
 from pathlib import Path
 
 PARAMS = Path("params.yaml")
+PRESETS = Path("presets/experiments.yaml")  # the named experiments (`vaeinpaint experiments`)
 
 RAW_DIR = Path("data/raw")
 
