@@ -61,6 +61,7 @@ LAYERS = [
     "vaeinpaint.training",
     "vaeinpaint.options",
     "vaeinpaint.console",
+    "vaeinpaint.params_reference",
     "vaeinpaint.apps",
     "vaeinpaint.bench",
     "vaeinpaint.doctor",
