@@ -42,7 +42,7 @@ def test_inference_is_below_apps_and_tracking():
 
 
 # The layers, bottom first: a module imports only from its own layer and those before it (the
-# README's project layout lists them in this order). `vaeinpaint` alone is the package's
+# docs/development.md's project layout lists them in this order). `vaeinpaint` alone is the package's
 # __init__ (its version).
 LAYERS = [
     "vaeinpaint",
