@@ -175,6 +175,17 @@ def test_repeated_headings_are_numbered_as_github_numbers_them(tmp_path):
     assert anchors(page) == {"notes", "usage", "usage-1", "here"}
 
 
+def test_the_pipeline_page_has_every_stage_and_output_of_dvc_yaml():
+    page = (ROOT / "docs" / "pipeline.md").read_text()
+    stages = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]
+    rows = {line.split("|")[1].strip().strip("`"): line for line in page.splitlines() if line.startswith("| `")}
+    assert sorted(rows) == sorted(stages), "docs/pipeline.md: one row per stage of dvc.yaml"
+    for name, stage in stages.items():
+        written = [next(iter(o)) if isinstance(o, dict) else o for kind in ("outs", "metrics", "plots") for o in stage.get(kind, [])]
+        missing = [path for path in written if path not in rows[name]]
+        assert missing == [], f"docs/pipeline.md: the {name} row does not name {missing}"
+
+
 # --- `-S key=value` as DVC writes it -------------------------------------------------------
 
 
