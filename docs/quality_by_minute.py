@@ -1,4 +1,4 @@
-"""The README's picture of test quality against minutes of training (docs/quality_by_minute.png).
+"""The picture of test quality against minutes of training in docs/metrics.md (docs/quality_by_minute.png).
 
 Each argument is LABEL=PATH of a `metrics/quality_by_minute.csv` that an experiment's
 `evaluate` stage wrote (`dvc exp show` / `dvc plots` read the same file); each becomes one
