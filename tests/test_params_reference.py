@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -45,7 +46,7 @@ def test_descriptions_come_from_params_yaml_comments():
 
 
 def test_a_key_without_a_description_is_an_error_naming_it():
-    text = (ROOT / "params.yaml").read_text().replace("  epochs: 30           # passes over", "  epochs: 30 #\n  # passes over")
+    text = re.sub(r"^(  epochs: \S+).*$", r"\1", (ROOT / "params.yaml").read_text(), count=1, flags=re.M)
     with pytest.raises(ParamError, match=r"^params.yaml: train.epochs has no comment"):
         render(text, yaml.safe_load((ROOT / "dvc.yaml").read_text()))
 
