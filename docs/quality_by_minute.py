@@ -23,7 +23,10 @@ import typer  # noqa: E402
 STYLE = {"model": ("C0", "-"), "biharmonic": ("C1", "--"), "telea": ("C2", ":"), "corrupted": ("0.6", "-.")}
 
 
-def main(curves: list[str] = typer.Argument(..., help="LABEL=PATH of a quality_by_minute.csv"), out: Path = typer.Option(Path("docs/quality_by_minute.png"), "-o")):
+def main(
+    curves: list[str] = typer.Argument(..., help="LABEL=PATH of a quality_by_minute.csv"),
+    out: Path = typer.Option(Path("docs/quality_by_minute.png"), "-o"),
+):
     pairs = [c.split("=", 1) for c in curves]
     fig, axes = plt.subplots(2, len(pairs), figsize=(4.2 * len(pairs), 6), squeeze=False, sharex="col")
     for col, (label, path) in enumerate(pairs):
