@@ -1,4 +1,4 @@
-"""The README's picture of test quality against minutes of training (docs/quality_by_minute.png).
+"""The picture of test quality against minutes of training in docs/metrics.md (docs/quality_by_minute.png).
 
 Each argument is LABEL=PATH of a `metrics/quality_by_minute.csv` that an experiment's
 `evaluate` stage wrote (`dvc exp show` / `dvc plots` read the same file); each becomes one
@@ -23,7 +23,10 @@ import typer  # noqa: E402
 STYLE = {"model": ("C0", "-"), "biharmonic": ("C1", "--"), "telea": ("C2", ":"), "corrupted": ("0.6", "-.")}
 
 
-def main(curves: list[str] = typer.Argument(..., help="LABEL=PATH of a quality_by_minute.csv"), out: Path = typer.Option(Path("docs/quality_by_minute.png"), "-o")):
+def main(
+    curves: list[str] = typer.Argument(..., help="LABEL=PATH of a quality_by_minute.csv"),
+    out: Path = typer.Option(Path("docs/quality_by_minute.png"), "-o"),
+):
     pairs = [c.split("=", 1) for c in curves]
     fig, axes = plt.subplots(2, len(pairs), figsize=(4.2 * len(pairs), 6), squeeze=False, sharex="col")
     for col, (label, path) in enumerate(pairs):

@@ -1,4 +1,4 @@
-"""Screenshots of the MLflow UI for the README, taken with headless Chromium.
+"""Screenshots of the MLflow UI for docs/tracking.md, taken with headless Chromium.
 
     pip install -e '.[test]'      # selenium; uses the system's chromium and chromedriver
     python docs/screenshots_mlflow.py [--project .] [--out docs]

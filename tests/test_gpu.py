@@ -6,7 +6,7 @@ collective. Skipped without a CUDA device, so CPU runs and CI skip it; tiny data
 
 On CUDA, cuDNN and cuBLAS are not bitwise deterministic (atomic adds in backward passes), so
 two trainings in different processes, or streamed against resident, agree to a float
-tolerance, not bit for bit as on the CPU (README: CPU and CUDA, what holds where)."""
+tolerance, not bit for bit as on the CPU (docs/training.md: CPU and CUDA, what holds where)."""
 
 from __future__ import annotations
 

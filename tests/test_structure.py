@@ -41,8 +41,8 @@ def test_inference_is_below_apps_and_tracking():
             assert not above, f"{name} imports {sorted(above)}"
 
 
-# The layers, bottom first: a module imports only from its own layer and those before it (the
-# README's project layout lists them in this order). `vaeinpaint` alone is the package's
+# The layers, bottom first: a module imports only from its own layer and those before it
+# (docs/development.md's project layout lists them in this order). `vaeinpaint` alone is the package's
 # __init__ (its version).
 LAYERS = [
     "vaeinpaint",
@@ -61,6 +61,7 @@ LAYERS = [
     "vaeinpaint.training",
     "vaeinpaint.options",
     "vaeinpaint.console",
+    "vaeinpaint.params_reference",
     "vaeinpaint.apps",
     "vaeinpaint.bench",
     "vaeinpaint.doctor",
