@@ -154,6 +154,33 @@ def planned(presets: Presets, names: list[str], source: str, data_dir: Path, roo
     return plans
 
 
+def names_in_use(names: list[str], root: Path) -> dict[str, str]:
+    """Which of `names` DVC already has on this commit, and how to free each: a finished
+    experiment (DVC refuses the name itself, but only when it comes to it, after the names
+    before it were queued) or one queued or running (DVC would queue the name twice)."""
+    from dvc.exceptions import NotDvcRepoError
+    from dvc.repo import Repo
+    from dvc.repo.experiments.refs import ExpRefInfo
+
+    try:
+        repo = Repo(str(root))
+    except NotDvcRepoError:
+        raise ParamError(f"{root}: not a DVC repository (git init; dvc init)") from None
+    with repo:
+        baseline = repo.scm.get_rev()
+        used = {name: f"dvc exp remove {name}" for name in names if repo.scm.get_ref(str(ExpRefInfo(baseline, name)))}
+        queue = repo.experiments.celery_queue
+        for entry in (*queue.iter_active(), *queue.iter_queued()):
+            if entry.name in names and entry.baseline_rev == baseline:
+                used.setdefault(entry.name, f"dvc queue remove {entry.name}")
+    return used
+
+
+def check_names(names: list[str], root: Path) -> None:
+    for name, remedy in names_in_use(names, root).items():
+        raise ParamError(f"experiment {name}: DVC already has one of this name on this commit (free it: {remedy})")
+
+
 def dvc(argv: list[str], root: Path, *, capture: bool) -> subprocess.CompletedProcess:
     """`dvc ...` in the project root, with the DVC of this Python (the one this package needs)."""
     return subprocess.run([sys.executable, "-m", "dvc", *argv[1:]], cwd=root, capture_output=capture, text=True)
@@ -248,4 +275,5 @@ def queue(
     presets = load(presets_file)
     root = paths.project_root()
     plans = planned(presets, chosen(presets, names or [], every, study), data, data_dir, root)
+    check_names([name for name, _ in plans], root)
     (run_plans if run else queue_plans)(plans, root)
