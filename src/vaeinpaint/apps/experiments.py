@@ -25,6 +25,8 @@ from vaeinpaint.console import fails_in_one_line
 from vaeinpaint.errors import DataError, ParamError, VaeinpaintError, one_line
 
 if TYPE_CHECKING:
+    from dvc.repo import Repo
+
     from vaeinpaint.presets import Presets, Value
 
 Plan = tuple[str, dict]  # an experiment's name and the params it sets, in command-line order
@@ -160,19 +162,26 @@ def names_in_use(names: list[str], root: Path) -> dict[str, str]:
     before it were queued) or one queued or running (DVC would queue the name twice)."""
     from dvc.exceptions import NotDvcRepoError
     from dvc.repo import Repo
-    from dvc.repo.experiments.refs import ExpRefInfo
+    from scmrepo.exceptions import SCMError
 
     try:
-        repo = Repo(str(root))
+        with Repo(str(root)) as repo:
+            return _names_in_use(repo, names)
     except NotDvcRepoError:
         raise ParamError(f"{root}: not a DVC repository (git init; dvc init)") from None
-    with repo:
-        baseline = repo.scm.get_rev()
-        used = {name: f"dvc exp remove {name}" for name in names if repo.scm.get_ref(str(ExpRefInfo(baseline, name)))}
-        queue = repo.experiments.celery_queue
-        for entry in (*queue.iter_active(), *queue.iter_queued()):
-            if entry.name in names and entry.baseline_rev == baseline:
-                used.setdefault(entry.name, f"dvc queue remove {entry.name}")
+    except SCMError as error:  # a repository with no commit yet, say: DVC's experiments start from one
+        raise ParamError(f"{root}: {one_line(error, typed=False)} (dvc exp run needs a commit to start from)") from None
+
+
+def _names_in_use(repo: Repo, names: list[str]) -> dict[str, str]:
+    from dvc.repo.experiments.refs import ExpRefInfo
+
+    baseline = repo.scm.get_rev()
+    used = {name: f"dvc exp remove {name}" for name in names if repo.scm.get_ref(str(ExpRefInfo(baseline, name)))}
+    queue = repo.experiments.celery_queue
+    for entry in (*queue.iter_active(), *queue.iter_queued()):
+        if entry.name in names and entry.baseline_rev == baseline:
+            used.setdefault(entry.name, f"dvc queue remove {entry.name}")
     return used
 
 
