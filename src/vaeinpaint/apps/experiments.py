@@ -272,7 +272,7 @@ def show(
 @app.command("queue")
 @fails_in_one_line
 def queue(
-    names: list[str] = typer.Argument(None, help="the experiments (vaeinpaint experiments list)"),
+    names: list[str] = typer.Argument(None, metavar="NAME", help="the experiments (vaeinpaint experiments list)"),
     every: bool = typer.Option(False, "--all", help="every experiment"),
     study: bool = typer.Option(False, "--study", help="the study's rows"),
     data: str = DATA,
