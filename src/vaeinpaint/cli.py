@@ -8,12 +8,14 @@ from pathlib import Path
 
 import typer
 
+from vaeinpaint.apps.experiments import app as experiments_app
 from vaeinpaint.bench.command import bench
 from vaeinpaint.console import fails_in_one_line, setup_logging
 from vaeinpaint.errors import ParamError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Image inpainting with variational autoencoders.")
 app.command("bench")(fails_in_one_line(bench))
+app.add_typer(experiments_app, name="experiments")  # its commands fail in one line each
 
 
 @app.command()
