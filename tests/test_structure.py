@@ -62,6 +62,7 @@ LAYERS = [
     "vaeinpaint.options",
     "vaeinpaint.console",
     "vaeinpaint.apps",
+    "vaeinpaint.report",
     "vaeinpaint.bench",
     "vaeinpaint.doctor",
     "vaeinpaint.cli",
