@@ -298,9 +298,9 @@ def test_collect_reads_the_workspace_and_a_real_dvc_experiment(tmp_path, monkeyp
     assert wider["test"]["ssim_mean"] == pytest.approx(0.6) and workspace["test"]["ssim_mean"] == pytest.approx(0.8)
     assert wider["masks"]["hole_share"] == 0.4 and wider["train"]["machine"] == "a test CPU, 1 threads"
     assert better_fill(wider)[0] == "telea" and wider["quality_by_minute"]["model"][-1]["ssim"] == pytest.approx(0.6)
-    with Image.open(io.BytesIO(grids["wider.png"])) as image:
+    with Image.open(io.BytesIO(grids["grids/wider.png"])) as image:
         assert image.getpixel((0, 0)) == int(255 * 0.4)  # the experiment's grid, from DVC's cache
-    assert grids["workspace.png"] == (project / "data/eval/samples.png").read_bytes()
+    assert grids["grids/workspace.png"] == (project / "data/eval/samples.png").read_bytes()
 
     monkeypatch.chdir(ROOT)  # the presets are the project's
     result = report("-o", tmp_path / "out", "--project", project)

@@ -9,10 +9,11 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import synthetic_images, tiny_params
 from vaeinpaint.modeling.model import build_model
 from vaeinpaint.report.panels import completions_figure, teaser
 from vaeinpaint.report.showcase import COLUMNS, HOLES, completions, showcase
+
+from conftest import synthetic_images, tiny_params
 
 
 @pytest.fixture(scope="module")
@@ -80,3 +81,32 @@ def test_the_pictures_have_a_tile_per_column_and_row_and_the_same_bytes_each_tim
     assert tile.std() > 0
     k_picture = completions_figure(completions(model, images, masks, k=3, count=2))
     assert k_picture.width > (3 + 3) * 64
+
+
+def test_the_report_draws_the_teaser_and_k_completions_from_the_committed_showcases(material, tmp_path):
+    """render(): the teaser from the showcases of presets' `teaser` experiments that were run,
+    in that order, and K completions for an experiment with a learned prior; the fragments
+    link them; re-rendered from the folder alone, the same bytes."""
+    from vaeinpaint.presets import load_presets
+    from vaeinpaint.report.fragments import fragments
+    from vaeinpaint.report.pictures import completions_path
+    from vaeinpaint.report.render import render
+    from vaeinpaint.report.showcase import npz_bytes
+
+    model, images, masks = material
+    arrays = showcase(model, images, masks, count=2)
+    arrays |= {f"completion_{k}": v for k, v in completions(model, images, masks, k=3, count=2).items()}
+    presets = load_presets()
+    name = presets.teaser[0]
+    record = {"name": name, "showcase": f"showcase/{name}.npz", "completions": completions_path(name), "notes": []}
+    out = tmp_path / "report"
+    written = render({"experiments": [record]}, out, presets, files={record["showcase"]: npz_bytes(arrays)})
+    assert out / "teaser.png" in written and out / completions_path(name) in written
+    parts = fragments({"experiments": [record]}, presets, "results")
+    assert "](results/teaser.png)" in parts["teaser"] and f"](results/{completions_path(name)})" in parts["completions"]
+    first = (out / "teaser.png").read_bytes()
+    render({"experiments": [record]}, tmp_path / "again", presets, source=out)
+    assert (tmp_path / "again" / "teaser.png").read_bytes() == first
+    assert npz_bytes(arrays) == npz_bytes(dict(reversed(list(arrays.items()))))  # bytes independent of time and order
+    none = fragments({"experiments": [{"name": "other", "notes": []}]}, presets)
+    assert "teaser.png" not in none["teaser"] and ".png" not in none["completions"]

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, ValidationError, model_validator
 
 from vaeinpaint import paths
 from vaeinpaint.errors import ParamError, one_line
@@ -41,6 +41,14 @@ class Presets(Strict):
     sources: dict[str, dict[Literal["faces", "mixed"], dict[str, Value]]]
     budget: dict[str, Value]
     experiments: dict[str, Experiment]
+    teaser: list[str] = []  # the experiments whose restorations the README's teaser shows, in order
+
+    @model_validator(mode="after")
+    def _teaser_names_experiments(self) -> Presets:
+        unknown = [name for name in self.teaser if name not in self.experiments]
+        if unknown:
+            raise ValueError(f"teaser: {', '.join(unknown)} is no experiment of this file")
+        return self
 
     def overrides(self, name: str, source: str, data_dir: Path) -> dict[str, Value]:
         """The params experiment `name` sets on data `source` (`{data_dir}` filled in), in the

@@ -122,11 +122,14 @@ def grid_name(name: str) -> str:
 
 
 def collect(project: Path, all_commits: bool = False) -> tuple[dict[str, Any], dict[str, bytes]]:
-    """(experiments.json's content, the grids by file name under grids/). The workspace comes
-    first, then the experiments by name."""
+    """(experiments.json's content, the files to put beside it by path: the grids under grids/,
+    the showcases under showcase/). The workspace comes first, then the experiments by name."""
+    from vaeinpaint.report.pictures import SHOWCASES, completions_path, showcase_of
+    from vaeinpaint.report.showcase import npz_bytes
+
     found = found_experiments(exp_show(project, all_commits))
     found = [f for f in found if f.rev == WORKSPACE] + sorted((f for f in found if f.rev != WORKSPACE), key=lambda f: f.name)
-    records, grids = [], {}
+    records, files = [], {}
     for item in found:
         notes = list(item.notes)
         quality, why = read_at(project, item.rev, paths.QUALITY_BY_MINUTE)
@@ -140,10 +143,18 @@ def collect(project: Path, all_commits: bool = False) -> tuple[dict[str, Any], d
             notes.append(f"no sample grid: {why}")
         else:
             grid_path = f"grids/{grid_name(item.name)}"
-            grids[grid_name(item.name)] = grid
+            files[grid_path] = grid
+        arrays, why = showcase_of(lambda rev, path: read_at(project, rev, path), item.rev)
+        showcase_path = None
+        if arrays is None:
+            notes.append(f"no showcase: {why}")
+        else:
+            showcase_path = f"{SHOWCASES}/{grid_name(item.name).removesuffix('.png')}.npz"
+            files[showcase_path] = npz_bytes(arrays)
         records.append(
             experiment_record(
                 item.name, item.rev, item.baseline, item.params, item.baseline_params, item.metrics, quality, grid_path, notes
             )
+            | {"showcase": showcase_path, "completions": completions_path(item.name) if arrays and "completion_draws" in arrays else None}
         )
-    return {"experiments": records}, grids
+    return {"experiments": records}, files

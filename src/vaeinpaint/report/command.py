@@ -89,7 +89,7 @@ def run_report(
     else:
         from vaeinpaint.report.collect import collect
 
-        data, grids = collect(project, all_commits)
-        written = render(data, output, presets, grids=grids)
+        data, files = collect(project, all_commits)
+        written = render(data, output, presets, files=files)
     echo(f"wrote {output / 'results.md'} ({len(written)} files)")
     return 0

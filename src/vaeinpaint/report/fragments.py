@@ -205,6 +205,29 @@ def grids(records: list[dict[str, Any]], base: str) -> str:
     return "\n\n".join(parts) or "No experiment."
 
 
+def teaser_text(records: list[dict[str, Any]], presets: Presets, base: str) -> str:
+    """The teaser's image, if any experiment it shows has a showcase (`report.pictures`)."""
+    shown = [name for name in presets.teaser if any(r["name"] == name and r.get("showcase") for r in records)]
+    if not shown:
+        return "No experiment of the teaser's list has been run (presets/experiments.yaml, `teaser`)."
+    about = ", ".join(f"`{name}`" for name in shown)
+    return (
+        f"![The hole, ours, biharmonic, Telea and the truth, on test images of {about}]({link(base, 'teaser.png')})\n\n"
+        f"Test images of {about}, under the experiment's own square and under free-form strokes: "
+        "the hole, our model's most likely completion, biharmonic, Telea, the truth."
+    )
+
+
+def completions_text(records: list[dict[str, Any]], base: str) -> str:
+    parts = [
+        f"**`{r['name']}`**: K completions drawn from its learned prior, its most likely one and the truth.\n\n"
+        f"![K completions of {r['name']}]({link(base, r['completions'])})"
+        for r in records
+        if r.get("completions")
+    ]
+    return "\n\n".join(parts) or "No experiment with a learned prior (model.prior: learned) has been run."
+
+
 def notes(records: list[dict[str, Any]]) -> str:
     lines = [f"- `{r['name']}`: {note}" for r in records for note in r.get("notes") or []]
     return "\n".join(lines) or "None."
@@ -221,6 +244,8 @@ def fragments(data: dict[str, Any], presets: Presets, base: str = "") -> dict[st
         "realism-table": lambda: realism_table(records),
         "quality-figure": lambda: quality_figure_text(records, base),
         "grids": lambda: grids(records, base),
+        "teaser": lambda: teaser_text(records, presets, base),
+        "completions": lambda: completions_text(records, base),
         "notes": lambda: notes(records),
     }
     return {name: make() for name, make in makers.items()}

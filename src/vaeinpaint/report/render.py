@@ -16,6 +16,7 @@ from vaeinpaint.presets import Presets
 from vaeinpaint.report.figures import quality_figure
 from vaeinpaint.report.fragments import FIGURE, GRID_COLUMNS, fragments
 from vaeinpaint.report.markers import block
+from vaeinpaint.report.pictures import SHOWCASES, TEASER, draw_pictures
 
 EXPERIMENTS = "experiments.json"
 RESULTS = "results.md"
@@ -23,6 +24,7 @@ GRIDS = "grids"
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 SECTIONS = [
+    ("Restorations at a glance", "teaser", "Made by models this project trained (the experiments named), on their test images."),
     (
         "The study's table",
         "study-table",
@@ -43,6 +45,7 @@ SECTIONS = [
     ),
     ("Quality against minutes of training", "quality-figure", "Test SSIM of train's probe images, as training went."),
     ("Restorations", "grids", f"Test images, one per row: {GRID_COLUMNS} (the study's Figure 20, our way)."),
+    ("K completions", "completions", "Draws from the learned prior, seeded as `evaluate` draws them."),
     ("Notes", "notes", "What the report could not find."),
 ]
 
@@ -78,59 +81,70 @@ def results_markdown(data: dict[str, Any], presets: Presets) -> str:
     return "\n".join(lines) + "\n"
 
 
-def place_grids(data: dict[str, Any], out: Path, grids: dict[str, bytes] | None, source: Path | None) -> dict[str, Any]:
-    """Put the grids in out/grids: `grids` (collected, by file name), or those beside `source`
-    (a folder holding experiments.json) copied. A grid that is missing or no PNG is dropped
-    from its record, with a note. Returns the records as rendered."""
+ATTACHED = {"grid": (GRIDS, PNG_SIGNATURE), "showcase": (SHOWCASES, b"PK\x03\x04")}  # record field -> (folder, signature)
+
+
+def place_files(data: dict[str, Any], out: Path, files: dict[str, bytes] | None, source: Path | None) -> dict[str, Any]:
+    """Put the files each record names (`ATTACHED`: its sample grid, its showcase) in their
+    folders under `out`: from `files` (collected, by path relative to the report's folder), or
+    copied from beside `source` (a folder holding experiments.json). One that is missing or not
+    of its kind is dropped from its record, with a note. Returns the records as rendered."""
     records = [dict(r) for r in data["experiments"]]
-    target = out / GRIDS
-    if grids is None and source is not None and source.resolve() == out.resolve():
+    if files is None and source is not None and source.resolve() == out.resolve():
         for record in records:
-            if record.get("grid") and not _is_png(out / record["grid"]):
-                _drop_grid(record, f"{record['grid']} is missing beside {EXPERIMENTS}, or no PNG")
+            for field, (_, signature) in ATTACHED.items():
+                if record.get(field) and not _starts_with(out / record[field], signature):
+                    _drop(record, field, f"{record[field]} is missing beside {EXPERIMENTS}, or not a {field} file")
         return {**data, "experiments": records}
-    with atomic_dir(target) as tmp:
-        for record in records:
-            if not record.get("grid"):
-                continue
-            name = Path(record["grid"]).name
-            if grids is not None and name in grids:
-                (tmp / name).write_bytes(grids[name])
-            elif grids is None and source is not None and _is_png(source / record["grid"]):
-                shutil.copyfile(source / record["grid"], tmp / name)
-            else:
-                _drop_grid(record, f"{record['grid']} is missing beside {EXPERIMENTS}, or no PNG")
-                continue
-            record["grid"] = f"{GRIDS}/{name}"
+    for field, (folder, signature) in ATTACHED.items():
+        with atomic_dir(out / folder) as tmp:
+            for record in records:
+                if not record.get(field):
+                    continue
+                relative, name = record[field], Path(record[field]).name
+                if files is not None and relative in files:
+                    (tmp / name).write_bytes(files[relative])
+                elif files is None and source is not None and _starts_with(source / relative, signature):
+                    shutil.copyfile(source / relative, tmp / name)
+                else:
+                    _drop(record, field, f"{relative} is missing beside {EXPERIMENTS}, or not a {field} file")
+                    continue
+                record[field] = f"{folder}/{name}"
     return {**data, "experiments": records}
 
 
-def _is_png(path: Path) -> bool:
+def _starts_with(path: Path, signature: bytes) -> bool:
     try:
         with open(path, "rb") as f:
-            return f.read(len(PNG_SIGNATURE)) == PNG_SIGNATURE
+            return f.read(len(signature)) == signature
     except OSError:
         return False
 
 
-def _drop_grid(record: dict[str, Any], why: str) -> None:
-    record["grid"] = None
-    record["notes"] = [*(record.get("notes") or []), f"no sample grid: {why}"]
+def _drop(record: dict[str, Any], field: str, why: str) -> None:
+    record[field] = None
+    what = "sample grid" if field == "grid" else field
+    record["notes"] = [*(record.get("notes") or []), f"no {what}: {why}"]
 
 
 def render(
-    data: dict[str, Any], out: Path, presets: Presets, grids: dict[str, bytes] | None = None, source: Path | None = None
+    data: dict[str, Any], out: Path, presets: Presets, files: dict[str, bytes] | None = None, source: Path | None = None
 ) -> list[Path]:
-    """Write the report's folder `out`: experiments.json (as rendered), grids/, the figure and
-    results.md, last. `grids`: collected grids by file name; or `source`: the folder of the
-    experiments.json rendered, whose grids/ are copied. Returns the files written."""
+    """Write the report's folder `out`: experiments.json (as rendered), grids/ and showcase/,
+    the figures and results.md, last. `files`: the collected grids and showcases by path; or
+    `source`: the folder of the experiments.json rendered, whose files are copied. Returns the
+    files written."""
     out.mkdir(parents=True, exist_ok=True)
-    data = place_grids(data, out, grids, source)
+    data = place_files(data, out, files, source)
     written = []
-    if grids is not None or source is None or source.resolve() != out.resolve():
+    if files is not None or source is None or source.resolve() != out.resolve():
         write_json(out / EXPERIMENTS, data)
         written.append(out / EXPERIMENTS)
-    written += [out / r["grid"] for r in data["experiments"] if r.get("grid")]
+    written += [out / r[field] for r in data["experiments"] for field in ATTACHED if r.get(field)]
+    pictures = draw_pictures(data["experiments"], out, presets.teaser)
+    if out / TEASER not in pictures:
+        (out / TEASER).unlink(missing_ok=True)  # an old teaser would show experiments the report no longer has
+    written += pictures
     if quality_figure(data["experiments"], out / FIGURE):
         written.append(out / FIGURE)
     else:
