@@ -90,6 +90,30 @@ def test_training_on_auto_records_why_it_used_the_cpu(caplog):
     assert result.device_reason == reason and reason.startswith("auto: ")
     assert summary(result, params, CPU)["device_reason"] == reason  # metrics/train.json
     assert f"train: on cpu ({reason})" in caplog.text
+    assert summary(result, params, CPU)["machine"] == device_module.machine_name(CPU)
+
+
+# ------------------------------------------------------------- which machine computed
+
+
+def test_the_cpu_model_comes_from_cpuinfo(tmp_path):
+    cpuinfo = tmp_path / "cpuinfo"
+    cpuinfo.write_text("processor\t: 0\nvendor_id\t: GenuineIntel\nmodel name\t: Intel(R)  Xeon(R) Platinum 8488C\n")
+    assert device_module.cpu_model(str(cpuinfo)) == "Intel(R) Xeon(R) Platinum 8488C"
+
+
+def test_without_cpuinfo_the_cpu_model_is_what_platform_knows(tmp_path, monkeypatch):
+    monkeypatch.setattr(device_module.platform, "processor", lambda: "arm")
+    assert device_module.cpu_model(str(tmp_path / "absent")) == "arm"
+
+
+def test_the_machine_names_the_cpu_and_its_threads_or_the_gpu(monkeypatch):
+    monkeypatch.setattr(device_module, "cpu_model", lambda: "Some CPU")
+    monkeypatch.setattr(torch, "get_num_threads", lambda: 3)
+    assert device_module.machine_name(CPU) == "Some CPU, 3 threads"
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda device=None: "NVIDIA H100 80GB HBM3")
+    assert device_module.machine_name(torch.device("cuda", 0)) == "NVIDIA H100 80GB HBM3"
+    assert device_module.machine_name(torch.device("cuda", 0), processes=4) == "4 x NVIDIA H100 80GB HBM3"
 
 
 # -------------------------------------------------------------------------- doctor

@@ -63,6 +63,7 @@ LAYERS = [
     "vaeinpaint.console",
     "vaeinpaint.params_reference",
     "vaeinpaint.apps",
+    "vaeinpaint.report",
     "vaeinpaint.bench",
     "vaeinpaint.doctor",
     "vaeinpaint.cli",

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+import torch
 import yaml
 
 from vaeinpaint import training as training_module
@@ -18,6 +19,7 @@ from vaeinpaint.files import write_csv
 from vaeinpaint.masks.generator import occlude
 from vaeinpaint.modeling import distributed as distributed_module
 from vaeinpaint.modeling import epoch as epoch_module  # where the training loop looks up its step
+from vaeinpaint.modeling.device import machine_name
 from vaeinpaint.params import load_params
 from vaeinpaint.tracking import lifecycle
 from vaeinpaint.tracking.runs import NullRun, RunLike
@@ -119,6 +121,7 @@ def test_an_interrupted_first_epoch_continues_the_same_run(project, monkeypatch)
     assert json.loads(Path("data/model/run.json").read_text())["run_id"] == run.info.run_id
     train = json.loads(Path("metrics/train.json").read_text())
     assert train["precision"] in ("bf16", "fp32") and run.data.tags["train.precision_used"] == train["precision"]
+    assert train["machine"] == machine_name(torch.device("cpu"))  # the hardware the figures came from
     # The params as given (a batch of 8 here, or auto), what they resolved to as tags and in train.json.
     assert run.data.tags["train.batch_size_used"] == str(train["batch_size"]) == run.data.params["train.batch_size"]
     assert float(run.data.tags["train.lr_used"]) == train["lr"] == float(run.data.params["train.lr"])

@@ -154,3 +154,29 @@ def register(
     typer.echo(f"registered {done['source']}{chosen} as {done['uri']}")
     if "alias_uri" in done:
         typer.echo(f"alias: {done['alias_uri']} -> version {done['version']}")
+
+
+@app.command()
+@fails_in_one_line
+def report(
+    files: list[Path] = typer.Argument(
+        None, help="--check / --update: markdown files with <!-- report:NAME --> blocks (README.md docs/*.md)"
+    ),
+    output: Path | None = typer.Option(
+        None, "--output", "-o", help="the report's folder: results.md, experiments.json, grids/, quality_by_minute.png"
+    ),
+    source: Path | None = typer.Option(
+        None,
+        "--from",
+        help="an experiments.json to render instead of collecting from DVC (default for --check/--update: results/experiments.json)",
+    ),
+    check: bool = typer.Option(False, "--check", help="say which FILES' report blocks differ from the experiments.json (exit 1)"),
+    update: bool = typer.Option(False, "--update", help="rewrite the report blocks of FILES from the experiments.json"),
+    project: Path | None = typer.Option(None, "--project", help="the DVC project to collect from (default: the one around here)"),
+    all_commits: bool = typer.Option(False, "--all-commits", help="the experiments of every commit, not only those run on HEAD"),
+) -> None:
+    """Results of the finished experiments (the workspace and every `dvc exp`), beside the study's table: results.md, figures, grids."""
+    from vaeinpaint.paths import project_root
+    from vaeinpaint.report import run_report
+
+    raise typer.Exit(run_report(files or [], output, source, check, update, project or project_root(), all_commits, typer.echo))

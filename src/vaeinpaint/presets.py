@@ -46,6 +46,14 @@ class Presets(Strict):
     sources: dict[str, dict[Literal["faces", "mixed"], dict[str, Value]]]
     budget: dict[str, Value]
     experiments: dict[str, Experiment]
+    teaser: list[str] = []  # the experiments whose restorations the README's teaser shows, in order
+
+    @model_validator(mode="after")
+    def _teaser_names_experiments(self) -> Presets:
+        unknown = [name for name in self.teaser if name not in self.experiments]
+        if unknown:
+            raise ValueError(f"teaser: {', '.join(unknown)} is no experiment of this file")
+        return self
 
     @model_validator(mode="after")
     def _complete_and_known(self) -> Presets:

@@ -1,11 +1,13 @@
 """Which device torch computes on: the one choice that training, evaluation, the benchmark and
 inference share, so that `train.device: auto` means the same everywhere; and, when `auto`
 falls back to the CPU, why (`device_reason`): a GPU machine that trains on its CPU for want
-of a driver should say so, not be found out from the speed."""
+of a driver should say so, not be found out from the speed. And which machine computed
+(`machine_name`), so that a figure in metrics/train.json says what hardware it came from."""
 
 from __future__ import annotations
 
 import os
+import platform
 from dataclasses import dataclass
 
 import torch
@@ -41,6 +43,31 @@ def device_reason(name: str, device: torch.device) -> str:
     if device.type == "cuda":
         return f"auto: CUDA is available ({torch.cuda.device_count()} GPU(s) visible)"
     return f"auto: {cuda_unavailable_reason()}"
+
+
+def machine_name(device: torch.device, processes: int = 1) -> str:
+    """The hardware `device` is, in words: the GPU's name on CUDA ("NVIDIA H100 80GB HBM3"),
+    else the CPU's model and the threads torch computes with ("Intel(R) Xeon(R) Platinum 8488C,
+    2 threads"); `processes` > 1 (distributed training) as "4 x ...". A throughput or a
+    training time means little without it."""
+    if device.type == "cuda":
+        name = torch.cuda.get_device_name(device)
+    else:
+        name = f"{cpu_model()}, {torch.get_num_threads()} threads"
+    return f"{processes} x {name}" if processes > 1 else name
+
+
+def cpu_model(cpuinfo: str = "/proc/cpuinfo") -> str:
+    """The CPU's model name: Linux's /proc/cpuinfo `model name`, else what `platform` knows."""
+    try:
+        with open(cpuinfo) as lines:
+            for line in lines:
+                key, _, value = line.partition(":")
+                if key.strip() == "model name" and value.strip():
+                    return " ".join(value.split())
+    except OSError:
+        pass
+    return platform.processor() or platform.machine() or "unknown CPU"
 
 
 @dataclass(frozen=True)

@@ -57,7 +57,7 @@ from vaeinpaint.data.split import split_key
 from vaeinpaint.files import file_hash
 from vaeinpaint.masks.generator import TrainingMasks
 from vaeinpaint.modeling.checkpoint import model_config
-from vaeinpaint.modeling.device import device_reason, select_device
+from vaeinpaint.modeling.device import device_reason, machine_name, select_device
 from vaeinpaint.modeling.distributed import Distributed, broadcast_buffers, broadcast_object
 from vaeinpaint.modeling.ema import WeightAverage
 from vaeinpaint.modeling.epoch import (
@@ -160,6 +160,7 @@ class TrainResult:
     streamed: bool = False  # the training set did not fit on the device and was streamed to it
     precision: str = "fp32"  # what the run computed in: bf16, fp16 or fp32
     device_reason: str = ""  # why train.device gave the device it did (auto on a CPU: why not CUDA)
+    machine: str = ""  # the hardware: the GPU's name (N x it for N processes), or the CPU's model and threads
     minutes: float = 0.0  # of training (the budget's clock), over every session of a resumed training
 
 
@@ -264,6 +265,7 @@ def _train(params, images, masks, ids, device, precision, resume_path, on_epoch,
         streamed=feed.streamed,
         precision=precision,
         device_reason=reason,
+        machine=machine_name(device, dist.world),
         minutes=state.clock.local_elapsed() / 60,
     )
 
@@ -348,6 +350,7 @@ def summary(result: TrainResult, params: Params, device: torch.device) -> dict[s
         "training_minutes": round(result.minutes, 3),  # the budget's clock, over every session
         "device": str(device),
         "device_reason": result.device_reason,
+        "machine": result.machine,  # the figures' hardware, for the report
         "precision": result.precision,
         "schedule": "time" if params.train.max_minutes else "epochs",
         "parameters": count_parameters(result.model),
