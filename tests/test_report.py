@@ -101,7 +101,7 @@ def test_the_study_row_shows_the_study_beside_ours_and_not_run_where_missing(bui
     assert "celeba-faces-10k.zip, 9000 + 1000, 100 px gray" in faces
     mixed = line_of(text, "| Animals-10, 20% | `mixed-20` |")
     assert mixed.count("not run") == 7 and "0.6869 ± 0.161" in mixed
-    assert "| FFHQ, 40% | `faces-40` | 0.8692 | not run" in text
+    assert "| FFHQ, 40% | `faces-40` | 0.8692 ± 0.059 | not run" in text
 
 
 def test_other_experiments_show_their_changed_params(built, tmp_path):
