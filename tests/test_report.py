@@ -104,6 +104,15 @@ def test_the_study_row_shows_the_study_beside_ours_and_not_run_where_missing(bui
     assert "| FFHQ, 40% | `faces-40` | 0.8692 ± 0.059 | not run" in text
 
 
+def test_the_headline_is_the_first_study_row_run_against_its_better_fill(built, tmp_path):
+    assert report("--from", built / "experiments.json", "-o", tmp_path / "out").exit_code == 0
+    headline = (tmp_path / "out" / "results.md").read_text().split("<!-- report:headline -->")[1].split("<!--")[0]
+    assert "`faces-20`" in headline and "**0.8765 ± 0.0612**" in headline and "22.50 dB" in headline
+    assert "telea's 0.8743 and 20.65 dB" in headline and "NVIDIA H100 80GB HBM3" in headline and "0.9012 ± 0.054" in headline
+    nothing = fragments({"experiments": []}, load_presets())["headline"]
+    assert "None of the study's rows" in nothing
+
+
 def test_other_experiments_show_their_changed_params(built, tmp_path):
     assert report("--from", built / "experiments.json", "-o", tmp_path / "out").exit_code == 0
     text = (tmp_path / "out" / "results.md").read_text()

@@ -205,6 +205,25 @@ def grids(records: list[dict[str, Any]], base: str) -> str:
     return "\n\n".join(parts) or "No experiment."
 
 
+def headline(records: list[dict[str, Any]], presets: Presets) -> str:
+    """One sentence for the README's first screen: the first of the study's rows that has been
+    run (in the presets' order), ours against the better fill, with the training and machine."""
+    by_name = {r["name"]: r for r in records}
+    for name, experiment in presets.experiments.items():
+        record = by_name.get(name)
+        test = (record or {}).get("test") or {}
+        if experiment.study is None or test.get("ssim_mean") is None:
+            continue
+        best = better_fill(record)
+        versus = f", against {best[0]}'s {ssim(best[1]['ssim_mean'])} and {psnr(best[1].get('hole_psnr'))}" if best else ""
+        return (
+            f"`{name}` ({experiment.about}): test SSIM **{ssim(test['ssim_mean'], test.get('ssim_std'))}** and "
+            f"{psnr(test.get('hole_psnr'))} in the hole{versus} on the same masks, after {training(record)} on {machine(record)} "
+            f"(the study: {published(experiment.study)} after 30 GPU-hours)."
+        )
+    return "None of the study's rows has been run yet (`vaeinpaint experiments queue --study`)."
+
+
 def teaser_text(records: list[dict[str, Any]], presets: Presets, base: str) -> str:
     """The teaser's image, if any experiment it shows has a showcase (`report.pictures`)."""
     shown = [name for name in presets.teaser if any(r["name"] == name and r.get("showcase") for r in records)]
@@ -244,6 +263,7 @@ def fragments(data: dict[str, Any], presets: Presets, base: str = "") -> dict[st
         "realism-table": lambda: realism_table(records),
         "quality-figure": lambda: quality_figure_text(records, base),
         "grids": lambda: grids(records, base),
+        "headline": lambda: headline(records, presets),
         "teaser": lambda: teaser_text(records, presets, base),
         "completions": lambda: completions_text(records, base),
         "notes": lambda: notes(records),

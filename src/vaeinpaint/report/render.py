@@ -24,6 +24,7 @@ GRIDS = "grids"
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 SECTIONS = [
+    ("In one line", "headline", "The first of the study's rows that has been run."),
     ("Restorations at a glance", "teaser", "Made by models this project trained (the experiments named), on their test images."),
     (
         "The study's table",
