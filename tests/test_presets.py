@@ -345,3 +345,14 @@ def test_queue_for_real_lists_the_experiment_with_its_params(tmp_path, monkeypat
     head = sh("git", "rev-parse", "HEAD").strip()
     sh("git", "update-ref", str(ExpRefInfo(head, "tiny-done")), head)
     assert NAMES_IN_USE(["tiny-done", "tiny-new"], project) == {"tiny-done": "dvc exp remove tiny-done"}
+
+
+def test_the_docs_table_lists_every_preset_with_what_it_changes():
+    """docs/experiments.md's table is written by hand: it must name every preset and its params."""
+    text = (ROOT / "docs" / "experiments.md").read_text()
+    for name, experiment in load_presets().experiments.items():
+        row = next((line for line in text.splitlines() if line.startswith(f"| `{name}` |")), None)
+        assert row is not None, f"docs/experiments.md has no row for {name}"
+        assert f"| {experiment.set} |" in row
+        for key, value in experiment.params.items():
+            assert f"{key}={value}" in row, (name, key)
