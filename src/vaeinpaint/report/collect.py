@@ -17,8 +17,8 @@ from typing import Any
 from vaeinpaint import paths
 from vaeinpaint.errors import DataError, ParamError, one_line
 from vaeinpaint.report.records import experiment_record, flatten
+from vaeinpaint.report.render import PNG_SIGNATURE
 
-PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 WORKSPACE = "workspace"
 
 

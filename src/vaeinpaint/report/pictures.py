@@ -33,6 +33,7 @@ def showcase_of(read, rev: str) -> tuple[dict[str, np.ndarray] | None, str]:
     import pandas as pd
     import torch
 
+    from vaeinpaint.data.dataset import load_subset
     from vaeinpaint.modeling.checkpoint import checkpoint_prior, model_from_checkpoint
     from vaeinpaint.report.showcase import completions, showcase
 
@@ -45,12 +46,11 @@ def showcase_of(read, rev: str) -> tuple[dict[str, np.ndarray] | None, str]:
     try:
         state = torch.load(files["checkpoint"], map_location="cpu", weights_only=True)
         model, _ = model_from_checkpoint(state)
-        split = pd.read_csv(files["split"])
-        test = np.load(files["images"])[split.loc[split["subset"] == "test", "row"].to_numpy()]
-        masks = np.load(files["masks"])["test"]
-        arrays = showcase(model, test, masks)
+        with np.load(files["masks"]) as stored:
+            test = load_subset("test", np.load(files["images"]), pd.read_csv(files["split"]), dict(stored))
+        arrays = showcase(model, test.images, test.masks)
         if checkpoint_prior(state) == "learned":
-            arrays.update({f"completion_{k}": v for k, v in completions(model, test, masks, k=K_SHOWN).items()})
+            arrays.update({f"completion_{k}": v for k, v in completions(model, test.images, test.masks, k=K_SHOWN).items()})
     except Exception as error:  # a foreign checkpoint or data of another shape: the report goes on without it
         return None, f"no showcase: {one_line(error)}"
     return arrays, ""
