@@ -79,6 +79,8 @@ def test_defaults_fill_missing_blocks(tmp_path):
         ({"evaluate": {"samples": "many"}}, "evaluate.samples", "expected auto or a whole number >= 0"),
         ({"evaluate": {"samples": -2}}, "evaluate.samples", "expected auto or a whole number >= 0"),
         ({"evaluate": {"samples": 2.5}}, "evaluate.samples", "expected auto or a whole number >= 0"),
+        ({"train": {"kl_weight": "heavy"}}, "train.kl_weight", "expected auto or a number >= 0"),
+        ({"train": {"kl_weight": -0.1}}, "train.kl_weight", "expected auto or a number >= 0"),
     ],
 )
 def test_bad_values_name_the_param(tmp_path, blocks, names_param, says):
@@ -321,3 +323,14 @@ def test_evaluate_samples_auto_resolves_by_the_checkpoints_prior():
     assert resolve_samples("auto", "standard") == 4 and resolve_samples("auto", "learned") == 8
     assert from_dict({"evaluate": {"samples": "6"}}).evaluate.samples == 6
     assert resolve_samples(from_dict({"evaluate": {"samples": 0}}).evaluate.samples, "learned") == 0  # off, whatever the prior
+
+
+def test_kl_weight_auto_resolves_by_the_prior_and_a_number_wins():
+    from vaeinpaint.params import from_dict, resolve_kl_weight
+
+    assert from_dict({}).train.kl_weight == "auto"
+    assert resolve_kl_weight("auto", "standard") == 1e-3  # the study's reproduction, as before the param had auto
+    assert resolve_kl_weight("auto", "learned") == 30.0
+    # DVC writes -S train.kl_weight=1e-9 as 1e-09, which YAML reads as a string
+    assert from_dict({"train": {"kl_weight": "1e-09"}}).train.kl_weight == 1e-9
+    assert resolve_kl_weight(from_dict({"train": {"kl_weight": 0.5}}).train.kl_weight, "learned") == 0.5

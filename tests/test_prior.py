@@ -78,6 +78,24 @@ def test_the_loss_has_kl_to_the_learned_prior_and_the_generative_path():
     assert float(loss.detach()) == pytest.approx(float(expected_recon + 0.01 * expected_kl), rel=1e-5)
 
 
+def test_kl_weight_auto_weighs_each_priors_kl_by_its_own_default():
+    image, mask = inputs()
+    model = learned_model().train()
+    out, q_mu, q_logvar, p_mu, p_logvar = (t.detach() for t in model(image * (1 - mask), mask, sample=False, image=image))
+    auto, explicit = (tiny_params(train={"kl_weight": w}).train for w in ("auto", 30.0))
+    assert float(inpainting_loss(out, image, mask, q_mu, q_logvar, auto, p_mu, p_logvar)[0]) == pytest.approx(
+        float(inpainting_loss(out, image, mask, q_mu, q_logvar, explicit, p_mu, p_logvar)[0]), rel=1e-6
+    )
+    standard = tiny_params(train={"kl_weight": 1e-3}).train
+    assert float(inpainting_loss(out, image, mask, p_mu, p_logvar, auto)[0]) == pytest.approx(
+        float(inpainting_loss(out, image, mask, p_mu, p_logvar, standard)[0]), rel=1e-6
+    )
+    # and the two defaults differ, so the learned prior's KL is not weighed at the standard's 0.001
+    assert float(inpainting_loss(out, image, mask, q_mu, q_logvar, auto, p_mu, p_logvar)[0]) != pytest.approx(
+        float(inpainting_loss(out, image, mask, q_mu, q_logvar, standard, p_mu, p_logvar)[0]), rel=1e-6
+    )
+
+
 def test_free_bits_free_the_posterior_but_the_prior_still_follows_it():
     q_mu = torch.tensor([[0.1, 3.0]], requires_grad=True)  # dimension 0: KL 0.005 nats; dimension 1: 4.5
     p_mu = torch.zeros(1, 2, requires_grad=True)

@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 
 from vaeinpaint.modeling.model import gaussian_kl, kl_divergence
-from vaeinpaint.params import TrainParams
+from vaeinpaint.params import TrainParams, resolve_kl_weight
 
 
 def ssim_map(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
@@ -43,7 +43,7 @@ def reconstruction(out: torch.Tensor, target: torch.Tensor, mask: torch.Tensor, 
 def inpainting_loss(out, target, mask, mu, logvar, tp: TrainParams, *prior) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """(loss, reconstruction, kl). Reconstruction: `reconstruction`. KL: per image, summed over
     the latent, divided by the pixel count so `kl_weight` is relative to the per-pixel
-    reconstruction.
+    reconstruction (`auto`: by the prior, `params.resolve_kl_weight`).
 
     `prior`: what a learned prior's model returns after (out, mu, logvar) given the whole
     image: (p_mu, p_logvar[, generated]). Then `mu`, `logvar` are the posterior's, the KL is
@@ -53,13 +53,13 @@ def inpainting_loss(out, target, mask, mu, logvar, tp: TrainParams, *prior) -> t
     recon = reconstruction(out, target, mask, tp)
     if not prior:
         kl = kl_divergence(mu.float(), logvar.float()).mean() / target[0].numel()
-        return recon + tp.kl_weight * kl, recon.detach(), kl.detach()
+        return recon + resolve_kl_weight(tp.kl_weight, "standard") * kl, recon.detach(), kl.detach()
     p_mu, p_logvar, *generated = prior
     if generated and tp.generative_weight > 0:
         recon = recon + tp.generative_weight * reconstruction(generated[0].float(), target, mask, tp)
     kl_loss, kl = learned_kl(mu.float(), logvar.float(), p_mu.float(), p_logvar.float(), tp.free_bits)
     pixels = target[0].numel()
-    return recon + tp.kl_weight * kl_loss / pixels, recon.detach(), kl.detach() / pixels
+    return recon + resolve_kl_weight(tp.kl_weight, "learned") * kl_loss / pixels, recon.detach(), kl.detach() / pixels
 
 
 def learned_kl(q_mu, q_logvar, p_mu, p_logvar, free_bits: float) -> tuple[torch.Tensor, torch.Tensor]:

@@ -51,10 +51,11 @@ from vaeinpaint.params.fields import (
 )
 from vaeinpaint.params.loading import augment_value, from_dict, load_params, split_sizes, validate
 from vaeinpaint.params.report import first_error, param_error
-from vaeinpaint.params.rules import AUTO_SAMPLES, model_path, resolve_samples, square_side
+from vaeinpaint.params.rules import AUTO_KL_WEIGHT, AUTO_SAMPLES, model_path, resolve_kl_weight, resolve_samples, square_side
 
 __all__ = [
     "ARCHS",
+    "AUTO_KL_WEIGHT",
     "AUTO_SAMPLES",
     "AUTO_BATCH",
     "AUGMENTS",
@@ -94,6 +95,7 @@ __all__ = [
     "load_params",
     "model_path",
     "param_error",
+    "resolve_kl_weight",
     "resolve_samples",
     "split_sizes",
     "square_side",

@@ -35,6 +35,7 @@ from vaeinpaint.params.fields import (
     Precision,
     Prior,
     RatioOf,
+    KlWeight,
     Samples,
     Says,
     Shape,
@@ -156,7 +157,9 @@ class TrainParams(Block):
     batch_size: BatchSize = "auto"  # global; auto: 32 on a CPU, 256 per process on CUDA with lr scaled (modeling.setup)
     lr: Rate = 2e-3  # with batch_size auto: the rate at batch 32, scaled by sqrt(batch / 32)
     weight_decay: Weight = 0.0
-    kl_weight: Weight = 1e-3
+    # beta, relative to the per-pixel reconstruction; auto: 0.001 with the standard prior (the
+    # study's reproduction), 30 with a learned one (`rules.resolve_kl_weight`)
+    kl_weight: KlWeight = "auto"
     hole_weight: Weight = 6.0
     ssim_weight: Weight = 0.0
     # model.prior learned only: nats per latent dimension (batch mean) the posterior may spend

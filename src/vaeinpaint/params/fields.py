@@ -184,6 +184,19 @@ def to_samples(value: Any) -> int | str:
     return number
 
 
+def to_kl_weight(value: Any) -> float | str:
+    """`train.kl_weight`: `auto` (a default that depends on `model.prior`) or a number >= 0."""
+    if isinstance(value, str) and value.strip() == "auto":
+        return "auto"
+    try:
+        number = to_number(value)
+    except PydanticCustomError:
+        number = -1.0
+    if number < 0:
+        raise fail("kl_weight", f"expected auto or a number >= 0, got {value!r}")
+    return number
+
+
 Number = Annotated[float, BeforeValidator(to_number)]
 Integer = Annotated[int, BeforeValidator(to_integer)]
 Flag = Annotated[bool, BeforeValidator(to_flag)]
@@ -192,3 +205,4 @@ AugmentText = Annotated[str, BeforeValidator(to_augment)]
 BatchSize = Annotated[int | Literal["auto"], BeforeValidator(to_batch_size)]
 Baselines = Annotated[tuple[Baseline, ...], BeforeValidator(to_list)]
 Samples = Annotated[int | Literal["auto"], BeforeValidator(to_samples)]
+KlWeight = Annotated[float | Literal["auto"], BeforeValidator(to_kl_weight)]

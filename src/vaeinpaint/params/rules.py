@@ -69,6 +69,20 @@ def resolve_samples(samples: int | str, prior: str) -> int:
     return AUTO_SAMPLES.get(prior, AUTO_SAMPLES["standard"]) if samples == "auto" else int(samples)
 
 
+# train.kl_weight: auto, by model.prior. The standard prior keeps the study reproduction's
+# weight. A learned prior's KL(q || p) is what a draw of p must pay to land on what the
+# posterior saw: at 0.001 (a nat costs 1e-7 of the loss) the posterior spends hundreds of nats
+# and draws of p are noise; at 30 it keeps a few (4 on the faces after three epochs), so a
+# handful of draws can cover them; at 100 it collapses (docs/model.md, the screen).
+AUTO_KL_WEIGHT = {"standard": 1e-3, "learned": 30.0}
+
+
+def resolve_kl_weight(kl_weight: float | str, prior: str) -> float:
+    """`train.kl_weight` for a model with `prior`: `auto` is 0.001 (`standard`, as before the
+    learned prior existed) or 30 (`learned`)."""
+    return AUTO_KL_WEIGHT.get(prior, AUTO_KL_WEIGHT["standard"]) if kl_weight == "auto" else float(kl_weight)
+
+
 def check_rendezvous(nodes: int, endpoint: str) -> None:
     if nodes > 1 and not endpoint:
         message = "required when train.nodes > 1 (host:port of a node every node can reach, e.g. node0:29400)"
