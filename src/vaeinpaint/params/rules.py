@@ -72,8 +72,8 @@ def resolve_samples(samples: int | str, prior: str) -> int:
 # train.kl_weight: auto, by model.prior. The standard prior keeps the study reproduction's
 # weight. A learned prior's KL(q || p) is what a draw of p must pay to land on what the
 # posterior saw: at 0.001 (a nat costs 1e-7 of the loss) the posterior spends hundreds of nats
-# and draws of p are noise; at 30 it keeps a few (4 on the faces after three epochs), so a
-# handful of draws can cover them; at 100 it collapses (docs/model.md, the screen).
+# and draws of p are noise; at 30 it keeps a few, so a handful of draws
+# can cover them; at 100 it collapses (docs/model.md, the screen).
 AUTO_KL_WEIGHT = {"standard": 1e-3, "learned": 30.0}
 
 
