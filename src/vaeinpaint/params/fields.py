@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from collections.abc import Callable
 from typing import Annotated, Any, Literal, get_args
 
 from pydantic import BeforeValidator
@@ -170,31 +171,29 @@ def to_augment(value: Any) -> str:
     return "+".join(op for op in AUGMENTS if op in ops) or "none"
 
 
-def to_samples(value: Any) -> int | str:
-    """`evaluate.samples`: `auto` (a default that depends on the evaluated model's prior) or a
-    whole number >= 0."""
+def auto_or_at_least_zero(value: Any, read: Callable[[Any], Any], kind: str, what: str) -> Any:
+    """`auto` (a default resolved later, by the model's prior) or `read(value)` >= 0; anything
+    else fails as `kind`, "expected auto or `what` >= 0"."""
     if isinstance(value, str) and value.strip() == "auto":
         return "auto"
     try:
-        number = to_integer(value)
+        number = read(value)
     except PydanticCustomError:
         number = -1
     if number < 0:
-        raise fail("samples", f"expected auto or a whole number >= 0, got {value!r}")
+        raise fail(kind, f"expected auto or {what} >= 0, got {value!r}")
     return number
+
+
+def to_samples(value: Any) -> int | str:
+    """`evaluate.samples`: `auto` (a default that depends on the evaluated model's prior) or a
+    whole number >= 0."""
+    return auto_or_at_least_zero(value, to_integer, "samples", "a whole number")
 
 
 def to_kl_weight(value: Any) -> float | str:
     """`train.kl_weight`: `auto` (a default that depends on `model.prior`) or a number >= 0."""
-    if isinstance(value, str) and value.strip() == "auto":
-        return "auto"
-    try:
-        number = to_number(value)
-    except PydanticCustomError:
-        number = -1.0
-    if number < 0:
-        raise fail("kl_weight", f"expected auto or a number >= 0, got {value!r}")
-    return number
+    return auto_or_at_least_zero(value, to_number, "kl_weight", "a number")
 
 
 Number = Annotated[float, BeforeValidator(to_number)]
